@@ -1,0 +1,26 @@
+"""The ``crossrec`` command line: a thin shell over :class:`crossrec.workspace.Workspace`."""
+
+from __future__ import annotations
+
+import sys
+
+from crossrec.cli.common import new_app
+
+app = new_app(
+    "crossrec: cross-platform account linkage and recommendation powered by pretrained models."
+)
+
+
+def _register() -> None:
+    from crossrec.cli import datasets, ingest
+
+    ingest.register(app)
+    datasets.register(app)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    app(args=argv if argv is not None else sys.argv[1:], prog_name="crossrec")

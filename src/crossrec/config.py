@@ -1,0 +1,246 @@
+"""Typed workspace configuration, validated once at start-up.
+
+The configuration lives in ``crossrec.toml`` at the workspace root. Every key is optional and
+every section refuses unknown keys, so a typo is an error rather than a silently ignored
+setting. All problems are reported at once.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from crossrec.errors import ConfigError
+
+CONFIG_FILE = "crossrec.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PrivacyConfig(_Section):
+    #: File holding the pseudonymisation key, relative to the workspace unless absolute.
+    #: The ``CROSSREC_SECRET`` environment variable takes precedence when set.
+    key_file: str = "crossrec.key"
+    #: Identifier columns (e.g. ``email_hash``) that are personal: pseudonymised before storage
+    #: and kept for deterministic links. Their pseudonyms are equal across platforms.
+    personal_columns: list[str] = Field(default_factory=list)
+
+
+class IngestConfig(_Section):
+    #: Rows per batch when streaming accepted rows into the store.
+    batch_rows: int = Field(default=500_000, ge=1_000)
+    #: Timestamps outside [timestamp_min, timestamp_max) are quarantined as out of range.
+    timestamp_min: date = date(1970, 1, 1)
+    timestamp_max: date = date(2100, 1, 1)
+    #: Memory DuckDB may use while staging a file, e.g. "4GB"; beyond it DuckDB spills to disk.
+    memory_limit: str = "4GB"
+
+    @field_validator("timestamp_max")
+    @classmethod
+    def _range(cls, v: date, info: Any) -> date:
+        lo = info.data.get("timestamp_min")
+        if lo is not None and v <= lo:
+            raise ValueError("must be after timestamp_min")
+        return v
+
+
+class SequenceConfig(_Section):
+    dim: int = Field(default=64, ge=8)
+    layers: int = Field(default=2, ge=1)
+    heads: int = Field(default=2, ge=1)
+    max_len: int = Field(default=50, ge=2)
+    #: Items with at least this many events get an id embedding besides their text embedding.
+    min_item_events: int = Field(default=5, ge=1)
+    epochs: int = Field(default=20, ge=1)
+    batch_size: int = Field(default=256, ge=2)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    temperature: float = Field(default=0.1, gt=0)
+    #: Weight of the contrastive term that pulls known-linked accounts together.
+    link_weight: float = Field(default=0.5, ge=0)
+    #: Stop when the held-out loss has not improved for this many epochs.
+    patience: int = Field(default=3, ge=1)
+    #: Fraction of accounts held out for early stopping.
+    holdout: float = Field(default=0.1, gt=0, lt=0.5)
+    #: Stop after this many seconds of training whatever the epoch.
+    max_seconds: float = Field(default=600.0, gt=0)
+
+
+class TrainConfig(_Section):
+    seed: int = 42
+    #: ``minilm`` (all-MiniLM-L6-v2, English), ``multilingual`` (Universal Sentence Encoder),
+    #: ``static`` (model2vec, for very large catalogues) or a path to a local
+    #: sentence-transformers model directory.
+    encoder: str = "minilm"
+    cf_model: Literal["als", "bpr"] = "als"
+    factors: int = Field(default=64, ge=2)
+    cf_iterations: int = Field(default=15, ge=1)
+    regularization: float = Field(default=0.05, ge=0)
+    learning_rate: float = Field(default=0.01, gt=0)
+    #: Confidence weight per event type; unknown types get ``default_event_weight``.
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "purchase": 4.0,
+            "rating": 3.0,
+            "like": 2.0,
+            "view": 1.0,
+            "interact": 1.0,
+        }
+    )
+    default_event_weight: float = Field(default=1.0, ge=0)
+    #: Nearest items on every other platform kept per item (cross-platform item alignment).
+    align_k: int = Field(default=10, ge=1)
+    #: Half-life in days of the recency weight of events in account text profiles.
+    recency_half_life_days: float = Field(default=180.0, gt=0)
+    sequence: SequenceConfig = Field(default_factory=SequenceConfig)
+
+
+class IndexConfig(_Section):
+    #: Collections up to this size use the exact index; larger ones use HNSW.
+    exact_max: int = Field(default=20_000, ge=1)
+    hnsw_m: int = Field(default=32, ge=4)
+    ef_construction: int = Field(default=80, ge=8)
+    ef_search: int = Field(default=128, ge=8)
+    #: Queries sampled to measure the ANN recall against the exact index at build time.
+    recall_sample: int = Field(default=1_000, ge=10)
+
+
+class LinkConfig(_Section):
+    top_k: int = Field(default=20, ge=1)
+    max_candidates: int = Field(default=50, ge=1)
+    max_candidate_pairs: int = Field(default=50_000_000, ge=1)
+    link_precision: float = Field(default=0.95, gt=0, le=1)
+    max_component_size: int = Field(default=10, ge=2)
+
+
+class RecommendConfig(_Section):
+    k: int = Field(default=10, ge=1)
+
+
+class ServeConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_batch: int = Field(default=10_000, ge=1)
+    rate_limit_per_minute: int = Field(default=6_000, ge=1)
+
+
+class Config(_Section):
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    link: LinkConfig = Field(default_factory=LinkConfig)
+    recommend: RecommendConfig = Field(default_factory=RecommendConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = CONFIG_FILE) -> Config:
+        """Validate ``data``; every problem is reported in one :class:`ConfigError`."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigError(
+                f"{source}: {problems}", hint="fix these keys or delete them to use the defaults"
+            ) from None
+
+    @classmethod
+    def load(cls, path: Path) -> Config:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: configuration file is missing") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        return cls.from_dict(data, source=str(path))
+
+
+DEFAULT_CONFIG_TOML = """\
+# crossrec workspace configuration.
+# Every key is optional: the values below are the defaults. Unknown keys are errors.
+
+[privacy]
+# Key of the keyed (HMAC-SHA256) pseudonyms that replace account ids before storage.
+# The CROSSREC_SECRET environment variable wins; otherwise this file (0600, outside the store).
+key_file = "crossrec.key"
+# Identifier columns that are personal (e.g. a hashed e-mail): pseudonymised, kept for
+# deterministic links across platforms.
+personal_columns = []
+
+[ingest]
+batch_rows = 500000
+# Timestamps outside [timestamp_min, timestamp_max) are quarantined as out of range.
+timestamp_min = 1970-01-01
+timestamp_max = 2100-01-01
+# Memory DuckDB may use while staging one file; beyond it, it spills to disk.
+memory_limit = "4GB"
+
+[train]
+seed = 42
+# minilm (English) | multilingual (Universal Sentence Encoder) | static (model2vec) |
+# a path to a local sentence-transformers model directory
+encoder = "minilm"
+cf_model = "als"          # als | bpr
+factors = 64
+cf_iterations = 15
+regularization = 0.05
+learning_rate = 0.01      # BPR only
+default_event_weight = 1.0
+align_k = 10
+recency_half_life_days = 180.0
+
+[train.event_weights]
+purchase = 4.0
+rating = 3.0
+like = 2.0
+view = 1.0
+interact = 1.0
+
+[train.sequence]
+dim = 64
+layers = 2
+heads = 2
+max_len = 50
+min_item_events = 5
+epochs = 20
+batch_size = 256
+learning_rate = 0.001
+temperature = 0.1
+link_weight = 0.5
+patience = 3
+holdout = 0.1
+max_seconds = 600.0
+
+[index]
+# Collections up to exact_max vectors use exact search; larger ones use faiss HNSW.
+exact_max = 20000
+hnsw_m = 32
+ef_construction = 80
+ef_search = 128
+recall_sample = 1000
+
+[link]
+top_k = 20
+max_candidates = 50
+max_candidate_pairs = 50000000
+link_precision = 0.95
+max_component_size = 10
+
+[recommend]
+k = 10
+
+[serve]
+host = "127.0.0.1"
+port = 8000
+max_body_bytes = 1048576
+max_batch = 10000
+rate_limit_per_minute = 6000
+"""

@@ -1,0 +1,82 @@
+"""Keyed pseudonyms for account ids and personal identifiers.
+
+Raw account ids never reach the store: they are replaced by HMAC-SHA256 pseudonyms under a
+secret key that lives outside the database (``CROSSREC_SECRET`` or a 0600 key file). An
+account pseudonym is scoped to its platform (the same raw id on two platforms names two
+different accounts); a personal identifier's pseudonym is not (equal values on two platforms
+must stay equal so they can serve as deterministic links).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import stat
+from collections.abc import Iterable
+from hashlib import sha256
+from pathlib import Path
+
+from crossrec.errors import WorkspaceError
+
+SECRET_ENV = "CROSSREC_SECRET"
+_PSEUDONYM_HEX = 32  # 128 bits: collisions are negligible far beyond billions of ids
+
+
+def load_key(key_file: Path) -> bytes:
+    """Return the pseudonymisation key: ``$CROSSREC_SECRET`` when set, else ``key_file``."""
+    env = os.environ.get(SECRET_ENV)
+    if env:
+        return env.encode("utf-8")
+    try:
+        key = key_file.read_bytes().strip()
+    except FileNotFoundError:
+        raise WorkspaceError(
+            f"pseudonymisation key {key_file} is missing",
+            hint=f"set {SECRET_ENV} or restore the key file; without it ids cannot be matched",
+        ) from None
+    if not key:
+        raise WorkspaceError(f"pseudonymisation key {key_file} is empty")
+    return key
+
+
+def create_key_file(key_file: Path) -> None:
+    """Write a new random key readable by the owner only (0600)."""
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32) + "\n")
+
+
+class Pseudonymiser:
+    """Maps raw ids to stable keyed pseudonyms.
+
+    >>> p = Pseudonymiser(b"k")
+    >>> p.account("video", "42") == p.account("video", "42")
+    True
+    >>> p.account("video", "42") == p.account("music", "42")
+    False
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def _digest(self, scope: str, raw: str) -> str:
+        msg = f"{scope}\x1f{raw}".encode()
+        return hmac.new(self._key, msg, sha256).hexdigest()[:_PSEUDONYM_HEX]
+
+    def account(self, platform: str, raw_id: str) -> str:
+        """Pseudonym of a platform-local account id."""
+        return "a" + self._digest(f"account\x1f{platform}", raw_id)
+
+    def accounts(self, platform: str, raw_ids: Iterable[str]) -> list[str]:
+        scope = f"account\x1f{platform}"
+        return ["a" + self._digest(scope, r) for r in raw_ids]
+
+    def identifier(self, kind: str, raw_value: str) -> str:
+        """Pseudonym of a personal identifier; equal values give equal pseudonyms everywhere."""
+        return "i" + self._digest(f"identifier\x1f{kind}", raw_value)
+
+    def identifiers(self, kind: str, raw_values: Iterable[str]) -> list[str]:
+        scope = f"identifier\x1f{kind}"
+        return ["i" + self._digest(scope, r) for r in raw_values]

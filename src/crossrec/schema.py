@@ -1,0 +1,140 @@
+"""The canonical tables and their column contracts.
+
+``SCHEMA_VERSION`` is stored in every workspace; a store written by another version is refused
+with a message instead of being read wrongly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 1
+
+#: Canonical event fields of an input file (``--columns`` maps a file's own names onto these).
+EVENT_FIELDS: tuple[str, ...] = ("account", "item", "event", "value", "timestamp", "event_id")
+REQUIRED_EVENT_FIELDS: tuple[str, ...] = ("account", "item")
+#: Canonical item fields of an items file.
+ITEM_FIELDS: tuple[str, ...] = ("item", "title", "text", "category")
+#: Columns of a known-links file (raw ids).
+LINK_FIELDS: tuple[str, ...] = ("platform_a", "account_a", "platform_b", "account_b")
+DEFAULT_EVENT_TYPE = "interact"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A canonical table: its name and DuckDB column definitions (portable SQL types)."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    primary_key: tuple[str, ...] = ()
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c for c, _ in self.columns]
+
+    def ddl(self) -> str:
+        cols = ", ".join(f"{name} {typ}" for name, typ in self.columns)
+        pk = f", PRIMARY KEY ({', '.join(self.primary_key)})" if self.primary_key else ""
+        return f"CREATE TABLE IF NOT EXISTS {self.name} ({cols}{pk})"
+
+
+EVENTS = Table(
+    "events",
+    (
+        ("platform", "VARCHAR NOT NULL"),
+        ("account", "VARCHAR NOT NULL"),  # keyed pseudonym, never the raw id
+        ("item", "VARCHAR NOT NULL"),
+        ("event_type", "VARCHAR NOT NULL"),
+        ("value", "DOUBLE"),
+        ("ts", "TIMESTAMPTZ"),
+        ("event_id", "VARCHAR NOT NULL"),
+        ("seq", "BIGINT NOT NULL"),  # ingest order: keeps file order for events without ts
+        ("attrs", "JSON"),
+    ),
+)
+ITEMS = Table(
+    "items",
+    (
+        ("platform", "VARCHAR NOT NULL"),
+        ("item", "VARCHAR NOT NULL"),
+        ("title", "VARCHAR"),
+        ("text", "VARCHAR"),
+        ("category", "VARCHAR"),
+        ("attrs", "JSON"),
+    ),
+    ("platform", "item"),
+)
+ACCOUNTS = Table(
+    "accounts",
+    (
+        ("platform", "VARCHAR NOT NULL"),
+        ("account", "VARCHAR NOT NULL"),
+        ("first_seen", "TIMESTAMPTZ"),
+        ("last_seen", "TIMESTAMPTZ"),
+        ("consent", "BOOLEAN NOT NULL DEFAULT TRUE"),
+    ),
+    ("platform", "account"),
+)
+ACCOUNT_IDENTIFIERS = Table(
+    "account_identifiers",
+    (
+        ("platform", "VARCHAR NOT NULL"),
+        ("account", "VARCHAR NOT NULL"),
+        ("kind", "VARCHAR NOT NULL"),  # the personal column's name, e.g. email_hash
+        ("value", "VARCHAR NOT NULL"),  # keyed pseudonym, equal across platforms
+    ),
+    ("platform", "account", "kind", "value"),
+)
+KNOWN_LINKS = Table(
+    "known_links",
+    (
+        ("platform_a", "VARCHAR NOT NULL"),
+        ("account_a", "VARCHAR NOT NULL"),
+        ("platform_b", "VARCHAR NOT NULL"),
+        ("account_b", "VARCHAR NOT NULL"),
+        ("source", "VARCHAR NOT NULL"),
+    ),
+    ("platform_a", "account_a", "platform_b", "account_b"),
+)
+INGEST_LOG = Table(
+    "ingest_log",
+    (
+        ("file", "VARCHAR NOT NULL"),
+        ("fingerprint", "VARCHAR NOT NULL"),
+        ("kind", "VARCHAR NOT NULL"),
+        ("platform", "VARCHAR"),
+        ("accepted", "BIGINT NOT NULL"),
+        ("quarantined", "BIGINT NOT NULL"),
+        ("duplicates", "BIGINT NOT NULL"),
+        ("seconds", "DOUBLE NOT NULL"),
+        ("at", "TIMESTAMPTZ NOT NULL"),
+    ),
+)
+META = Table("meta", (("key", "VARCHAR PRIMARY KEY"), ("value", "VARCHAR NOT NULL")))
+
+CANONICAL_TABLES: tuple[Table, ...] = (
+    META,
+    EVENTS,
+    ITEMS,
+    ACCOUNTS,
+    ACCOUNT_IDENTIFIERS,
+    KNOWN_LINKS,
+    INGEST_LOG,
+)
+
+#: The quarantine lives in its own database file so raw ids of bad rows never mix with the store.
+QUARANTINE = Table(
+    "quarantine",
+    (
+        ("file", "VARCHAR NOT NULL"),
+        ("fingerprint", "VARCHAR NOT NULL"),
+        ("line", "BIGINT NOT NULL"),
+        ("kind", "VARCHAR NOT NULL"),  # events | items | links
+        ("platform", "VARCHAR"),
+        ("field", "VARCHAR"),
+        ("reason", "VARCHAR NOT NULL"),
+        ("raw", "VARCHAR"),
+        ("at", "TIMESTAMPTZ NOT NULL"),
+    ),
+    ("fingerprint", "kind", "line"),
+)

@@ -1,0 +1,126 @@
+"""The backend-neutral ``Store`` interface.
+
+Everything above the store (ingest, representations, linkage, recommendation) talks to this
+interface with Arrow tables and record-batch streams; no SQL dialect leaks upwards. The DuckDB
+implementation is the embedded default; a Spark implementation follows the same contract.
+Backend modules are imported only by :func:`crossrec.store.open_store`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """Rows offered to a write, and how many of them were new."""
+
+    offered: int
+    inserted: int
+
+    @property
+    def duplicates(self) -> int:
+        return self.offered - self.inserted
+
+
+@dataclass(frozen=True)
+class PlatformStats:
+    accounts: int
+    items: int
+    events: int
+
+
+class Store(ABC):
+    """Canonical tables of one workspace.
+
+    Writes made inside :meth:`transaction` are atomic: either all of them are visible
+    afterwards or none is (a crash part-way leaves the store as it was).
+    """
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @abstractmethod
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run the writes of the ``with`` block atomically."""
+        yield
+
+    @abstractmethod
+    def checkpoint(self) -> None:
+        """Flush the write-ahead log into the main file (erased bytes leave the disk)."""
+
+    # -- metadata ------------------------------------------------------------------------------
+    @abstractmethod
+    def get_meta(self, key: str) -> str | None: ...
+
+    @abstractmethod
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    # -- writes ----------------------------------------------------------------------------------
+    @abstractmethod
+    def next_seq(self) -> int:
+        """The first free value of the ``events.seq`` ingest-order counter."""
+
+    @abstractmethod
+    def insert_events(self, batches: pa.RecordBatchReader) -> WriteResult:
+        """Insert canonical event rows, skipping those whose ``(platform, event_id)`` exists
+        (in the store or earlier in the same stream)."""
+
+    @abstractmethod
+    def upsert_items(self, table: pa.Table) -> WriteResult:
+        """Insert or replace items by ``(platform, item)``; ``inserted`` counts new items."""
+
+    @abstractmethod
+    def insert_identifiers(self, table: pa.Table) -> WriteResult: ...
+
+    @abstractmethod
+    def insert_known_links(self, table: pa.Table) -> WriteResult:
+        """Insert links (stored with the lexicographically smaller side as ``a``)."""
+
+    @abstractmethod
+    def refresh_accounts(self, platform: str) -> None:
+        """Recompute ``accounts`` (first/last seen) for ``platform`` from its events."""
+
+    @abstractmethod
+    def log_ingest(self, row: dict[str, Any]) -> None: ...
+
+    # -- reads -----------------------------------------------------------------------------------
+    @abstractmethod
+    def platforms(self) -> list[str]: ...
+
+    @abstractmethod
+    def read(
+        self,
+        table: str,
+        *,
+        columns: Sequence[str] | None = None,
+        platform: str | None = None,
+        order_by: Sequence[str] | None = None,
+    ) -> pa.Table:
+        """Rows of a canonical table, optionally of one platform, as Arrow."""
+
+    @abstractmethod
+    def count(self, table: str, *, platform: str | None = None) -> int: ...
+
+    @abstractmethod
+    def platform_stats(self) -> dict[str, PlatformStats]: ...
+
+    @abstractmethod
+    def duplicates_total(self) -> int: ...
+
+    @abstractmethod
+    def has_account(self, platform: str, account: str) -> bool: ...

@@ -1,0 +1,291 @@
+"""DuckDB implementation of :class:`~crossrec.store.base.Store` (the embedded default)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from crossrec import schema
+from crossrec.errors import SchemaVersionError, WorkspaceError
+from crossrec.store.base import PlatformStats, Store, WriteResult
+
+_TABLES = {t.name: t for t in schema.CANONICAL_TABLES}
+
+
+def _table(name: str) -> schema.Table:
+    try:
+        return _TABLES[name]
+    except KeyError:
+        raise ValueError(f"unknown table {name!r}; known: {sorted(_TABLES)}") from None
+
+
+class DuckDBStore(Store):
+    """Canonical tables in one DuckDB file."""
+
+    def __init__(self, path: Path, *, create: bool = False, read_only: bool = False) -> None:
+        self.path = path
+        if not create and not path.exists():
+            raise WorkspaceError(f"store {path} is missing", hint="run `crossrec init` first")
+        try:
+            self.con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            raise WorkspaceError(
+                f"cannot open store {path}: {str(exc).splitlines()[0]}",
+                hint="another crossrec process may be writing to it; stop it and retry",
+            ) from None
+        self._in_tx = False
+        if create:
+            self._create()
+        self._check_version()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def _create(self) -> None:
+        with self.transaction():
+            for table in schema.CANONICAL_TABLES:
+                self.con.execute(table.ddl())
+            self.con.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                [str(schema.SCHEMA_VERSION)],
+            )
+            self.con.execute("INSERT OR IGNORE INTO meta VALUES ('duplicates', '0')")
+
+    def _check_version(self) -> None:
+        try:
+            row = self.con.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'"
+            ).fetchone()
+        except duckdb.CatalogException:
+            row = None
+        if row is None:
+            raise WorkspaceError(f"{self.path} is not a crossrec store (no schema version)")
+        if int(row[0]) != schema.SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{self.path} has schema version {row[0]}, this crossrec reads version "
+                f"{schema.SCHEMA_VERSION}",
+                hint="use the crossrec release that wrote it, or re-ingest into a new workspace",
+            )
+
+    def close(self) -> None:
+        self.con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._in_tx:  # nested: the outer transaction decides
+            yield
+            return
+        self.con.execute("BEGIN TRANSACTION")
+        self._in_tx = True
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        else:
+            self.con.execute("COMMIT")
+        finally:
+            self._in_tx = False
+
+    def checkpoint(self) -> None:
+        self.con.execute("FORCE CHECKPOINT")
+
+    # -- metadata --------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+    # -- writes ----------------------------------------------------------------------------------
+    def next_seq(self) -> int:
+        row = self.con.execute("SELECT coalesce(max(seq) + 1, 0) FROM events").fetchone()
+        return int(row[0]) if row else 0
+
+    def insert_events(self, batches: pa.RecordBatchReader) -> WriteResult:
+        cols = ", ".join(schema.EVENTS.column_names)
+        with self.transaction():
+            self.con.register("_staged_events", batches)
+            try:
+                self.con.execute(
+                    "CREATE TEMP TABLE _incoming AS SELECT * FROM _staged_events"
+                )
+            finally:
+                self.con.unregister("_staged_events")
+            try:
+                offered = self._scalar("SELECT count(*) FROM _incoming")
+                # first occurrence per (platform, event_id) in the stream, absent from the store
+                self.con.execute(
+                    f"""
+                    INSERT INTO events ({cols})
+                    SELECT {cols} FROM (
+                        SELECT *, row_number() OVER (
+                            PARTITION BY platform, event_id ORDER BY seq) AS _rn
+                        FROM _incoming
+                    ) s
+                    WHERE _rn = 1 AND NOT EXISTS (
+                        SELECT 1 FROM events e
+                        WHERE e.platform = s.platform AND e.event_id = s.event_id)
+                    """
+                )
+                inserted = self._scalar(
+                    "SELECT count(*) FROM events WHERE seq >= (SELECT min(seq) FROM _incoming)"
+                ) if offered else 0
+            finally:
+                self.con.execute("DROP TABLE IF EXISTS _incoming")
+            self._add_duplicates(offered - inserted)
+        return WriteResult(offered, inserted)
+
+    def upsert_items(self, table: pa.Table) -> WriteResult:
+        cols = schema.ITEMS.column_names
+        with self.transaction():
+            self.con.register("_staged_items", table.select(cols))
+            try:
+                before = self.count("items")
+                self.con.execute(
+                    f"INSERT OR REPLACE INTO items ({', '.join(cols)}) "
+                    f"SELECT {', '.join(cols)} FROM _staged_items"
+                )
+                inserted = self.count("items") - before
+            finally:
+                self.con.unregister("_staged_items")
+        return WriteResult(table.num_rows, inserted)
+
+    def insert_identifiers(self, table: pa.Table) -> WriteResult:
+        return self._insert_ignore(schema.ACCOUNT_IDENTIFIERS, table)
+
+    def insert_known_links(self, table: pa.Table) -> WriteResult:
+        with self.transaction():
+            result = self._insert_ignore(schema.KNOWN_LINKS, table, canonical_pair=True)
+            self._add_duplicates(result.duplicates)
+        return result
+
+    def _insert_ignore(
+        self, target: schema.Table, table: pa.Table, *, canonical_pair: bool = False
+    ) -> WriteResult:
+        cols = target.column_names
+        select = ", ".join(cols)
+        if canonical_pair:  # store each undirected link once: side a < side b
+            select = (
+                "CASE WHEN (platform_a, account_a) <= (platform_b, account_b) "
+                "THEN platform_a ELSE platform_b END, "
+                "CASE WHEN (platform_a, account_a) <= (platform_b, account_b) "
+                "THEN account_a ELSE account_b END, "
+                "CASE WHEN (platform_a, account_a) <= (platform_b, account_b) "
+                "THEN platform_b ELSE platform_a END, "
+                "CASE WHEN (platform_a, account_a) <= (platform_b, account_b) "
+                "THEN account_b ELSE account_a END, source"
+            )
+        with self.transaction():
+            self.con.register("_staged_rows", table.select(cols))
+            try:
+                before = self.count(target.name)
+                self.con.execute(
+                    f"INSERT OR IGNORE INTO {target.name} ({', '.join(cols)}) "
+                    f"SELECT {select} FROM _staged_rows"
+                )
+                inserted = self.count(target.name) - before
+            finally:
+                self.con.unregister("_staged_rows")
+        return WriteResult(table.num_rows, inserted)
+
+    def refresh_accounts(self, platform: str) -> None:
+        with self.transaction():
+            self.con.execute(
+                """
+                INSERT INTO accounts (platform, account, first_seen, last_seen)
+                SELECT platform, account, min(ts), max(ts) FROM events
+                WHERE platform = ? GROUP BY platform, account
+                ON CONFLICT (platform, account) DO UPDATE SET
+                    first_seen = excluded.first_seen, last_seen = excluded.last_seen
+                """,
+                [platform],
+            )
+
+    def log_ingest(self, row: dict[str, Any]) -> None:
+        cols = schema.INGEST_LOG.column_names
+        self.con.execute(
+            f"INSERT INTO ingest_log ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            [row[c] for c in cols],
+        )
+
+    def _add_duplicates(self, n: int) -> None:
+        if n:
+            self.con.execute(
+                "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + ? AS VARCHAR) "
+                "WHERE key = 'duplicates'",
+                [n],
+            )
+
+    # -- reads -----------------------------------------------------------------------------------
+    def _scalar(self, sql: str, params: list[Any] | None = None) -> int:
+        row = self.con.execute(sql, params or []).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def platforms(self) -> list[str]:
+        rows = self.con.execute(
+            "SELECT platform FROM events UNION SELECT platform FROM items ORDER BY 1"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def read(
+        self,
+        table: str,
+        *,
+        columns: Sequence[str] | None = None,
+        platform: str | None = None,
+        order_by: Sequence[str] | None = None,
+    ) -> pa.Table:
+        t = _table(table)
+        cols = list(columns) if columns else t.column_names
+        unknown = set(cols) - set(t.column_names)
+        if unknown:
+            raise ValueError(f"unknown columns {sorted(unknown)} for table {table}")
+        sql = f"SELECT {', '.join(cols)} FROM {t.name}"
+        params: list[Any] = []
+        if platform is not None:
+            sql += " WHERE platform = ?"
+            params.append(platform)
+        if order_by:
+            bad = set(order_by) - set(t.column_names)
+            if bad:
+                raise ValueError(f"unknown order columns {sorted(bad)} for table {table}")
+            sql += f" ORDER BY {', '.join(order_by)}"
+        return self.con.execute(sql, params).to_arrow_table()
+
+    def count(self, table: str, *, platform: str | None = None) -> int:
+        t = _table(table)
+        if platform is None:
+            return self._scalar(f"SELECT count(*) FROM {t.name}")
+        return self._scalar(f"SELECT count(*) FROM {t.name} WHERE platform = ?", [platform])
+
+    def platform_stats(self) -> dict[str, PlatformStats]:
+        rows = self.con.execute(
+            """
+            WITH p AS (SELECT platform FROM events UNION SELECT platform FROM items),
+            e AS (SELECT platform, count(*) n, count(DISTINCT account) a
+                  FROM events GROUP BY platform),
+            i AS (SELECT platform, count(DISTINCT item) n FROM (
+                    SELECT platform, item FROM items UNION ALL
+                    SELECT platform, item FROM events) GROUP BY platform)
+            SELECT p.platform, coalesce(e.a, 0), coalesce(i.n, 0), coalesce(e.n, 0)
+            FROM p LEFT JOIN e USING (platform) LEFT JOIN i USING (platform)
+            ORDER BY p.platform
+            """
+        ).fetchall()
+        return {r[0]: PlatformStats(int(r[1]), int(r[2]), int(r[3])) for r in rows}
+
+    def duplicates_total(self) -> int:
+        value = self.get_meta("duplicates")
+        return int(value) if value else 0
+
+    def has_account(self, platform: str, account: str) -> bool:
+        row = self.con.execute(
+            "SELECT 1 FROM accounts WHERE platform = ? AND account = ? LIMIT 1",
+            [platform, account],
+        ).fetchone()
+        return row is not None
