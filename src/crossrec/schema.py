@@ -107,7 +107,7 @@ INGEST_LOG = Table(
         ("quarantined", "BIGINT NOT NULL"),
         ("duplicates", "BIGINT NOT NULL"),
         ("seconds", "DOUBLE NOT NULL"),
-        ("at", "TIMESTAMPTZ NOT NULL"),
+        ("ingested_at", "TIMESTAMPTZ NOT NULL"),
     ),
 )
 META = Table("meta", (("key", "VARCHAR PRIMARY KEY"), ("value", "VARCHAR NOT NULL")))
@@ -134,7 +134,7 @@ QUARANTINE = Table(
         ("field", "VARCHAR"),
         ("reason", "VARCHAR NOT NULL"),
         ("raw", "VARCHAR"),
-        ("at", "TIMESTAMPTZ NOT NULL"),
+        ("quarantined_at", "TIMESTAMPTZ NOT NULL"),
     ),
     ("fingerprint", "kind", "line"),
 )

@@ -16,8 +16,8 @@ from crossrec.privacy import SECRET_ENV, Pseudonymiser, create_key_file, load_ke
 
 if TYPE_CHECKING:
     from crossrec.ingest.pipeline import IngestSummary
-    from crossrec.progress import ProgressHook
     from crossrec.ingest.quarantine import Quarantine
+    from crossrec.progress import ProgressHook
     from crossrec.store import Store
 
 STORE_FILE = "crossrec.duckdb"

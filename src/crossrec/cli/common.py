@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -26,15 +25,15 @@ err = Console(stderr=True, soft_wrap=True)
 class CrossrecGroup(TyperGroup):
     """Turns crossrec errors raised by any subcommand into one line on stderr."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except CrossrecError as exc:
             err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-            raise click.exceptions.Exit(exc.exit_code) from None
+            raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted")
-            raise click.exceptions.Exit(130) from None
+            raise typer.Exit(130) from None
 
 
 def new_app(help_text: str) -> typer.Typer:

@@ -61,14 +61,18 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def ingest(
         platform: Annotated[str, typer.Option("--platform", help="Platform name, e.g. video.")],
-        events: Annotated[Path, typer.Option("--events", help="Events file (CSV, JSONL, Parquet).")],
+        events: Annotated[
+            Path, typer.Option("--events", help="Events file: CSV, JSONL or Parquet.")
+        ],
         workspace: WorkspaceOpt = Path("."),
         items: Annotated[
             Path | None, typer.Option("--items", help="Items file with item,title,text,category.")
         ] = None,
         columns: Annotated[
             str | None,
-            typer.Option("--columns", help="Map canonical fields to file columns: canon=source,..."),
+            typer.Option(
+                "--columns", help="Map canonical fields to file columns: canon=source,..."
+            ),
         ] = None,
         fmt: FormatOpt = "auto",
         json_out: JsonOpt = False,
@@ -88,7 +92,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("ingest-links")
     def ingest_links(
-        file: Annotated[Path, typer.Argument(help="CSV with platform_a,account_a,platform_b,account_b.")],
+        file: Annotated[
+            Path, typer.Argument(help="CSV: platform_a,account_a,platform_b,account_b.")
+        ],
         workspace: WorkspaceOpt = Path("."),
         fmt: FormatOpt = "auto",
         json_out: JsonOpt = False,

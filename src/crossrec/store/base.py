@@ -92,8 +92,13 @@ class Store(ABC):
         """Insert links (stored with the lexicographically smaller side as ``a``)."""
 
     @abstractmethod
-    def refresh_accounts(self, platform: str) -> None:
-        """Recompute ``accounts`` (first/last seen) for ``platform`` from its events."""
+    def refresh_accounts(self, platform: str, *, since_seq: int = 0) -> None:
+        """Update ``accounts`` (first/last seen) of ``platform`` from events with
+        ``seq >= since_seq``."""
+
+    @abstractmethod
+    def add_duplicates(self, n: int) -> None:
+        """Add ``n`` to the workspace's running count of duplicate input rows."""
 
     @abstractmethod
     def log_ingest(self, row: dict[str, Any]) -> None: ...

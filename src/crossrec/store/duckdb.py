@@ -39,6 +39,7 @@ class DuckDBStore(Store):
                 hint="another crossrec process may be writing to it; stop it and retry",
             ) from None
         self._in_tx = False
+        self.con.execute("SET TimeZone = 'UTC'")
         if create:
             self._create()
         self._check_version()
@@ -56,9 +57,7 @@ class DuckDBStore(Store):
 
     def _check_version(self) -> None:
         try:
-            row = self.con.execute(
-                "SELECT value FROM meta WHERE key = 'schema_version'"
-            ).fetchone()
+            row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except duckdb.CatalogException:
             row = None
         if row is None:
@@ -111,33 +110,26 @@ class DuckDBStore(Store):
         with self.transaction():
             self.con.register("_staged_events", batches)
             try:
-                self.con.execute(
-                    "CREATE TEMP TABLE _incoming AS SELECT * FROM _staged_events"
-                )
+                self.con.execute("CREATE TEMP TABLE _incoming AS SELECT * FROM _staged_events")
             finally:
                 self.con.unregister("_staged_events")
             try:
                 offered = self._scalar("SELECT count(*) FROM _incoming")
-                # first occurrence per (platform, event_id) in the stream, absent from the store
-                self.con.execute(
+                # the first occurrence per (platform, event_id) in the stream, absent from the store
+                inserted = self._scalar(
                     f"""
                     INSERT INTO events ({cols})
-                    SELECT {cols} FROM (
-                        SELECT *, row_number() OVER (
-                            PARTITION BY platform, event_id ORDER BY seq) AS _rn
-                        FROM _incoming
-                    ) s
-                    WHERE _rn = 1 AND NOT EXISTS (
+                    SELECT {cols} FROM _incoming s
+                    WHERE NOT EXISTS (
                         SELECT 1 FROM events e
                         WHERE e.platform = s.platform AND e.event_id = s.event_id)
+                    QUALIFY row_number() OVER (
+                        PARTITION BY platform, event_id ORDER BY seq) = 1
                     """
                 )
-                inserted = self._scalar(
-                    "SELECT count(*) FROM events WHERE seq >= (SELECT min(seq) FROM _incoming)"
-                ) if offered else 0
             finally:
                 self.con.execute("DROP TABLE IF EXISTS _incoming")
-            self._add_duplicates(offered - inserted)
+            self.add_duplicates(offered - inserted)
         return WriteResult(offered, inserted)
 
     def upsert_items(self, table: pa.Table) -> WriteResult:
@@ -145,12 +137,18 @@ class DuckDBStore(Store):
         with self.transaction():
             self.con.register("_staged_items", table.select(cols))
             try:
-                before = self.count("items")
-                self.con.execute(
-                    f"INSERT OR REPLACE INTO items ({', '.join(cols)}) "
-                    f"SELECT {', '.join(cols)} FROM _staged_items"
+                # only new or changed items are written; identical ones are duplicates
+                inserted = self._scalar(
+                    f"""
+                    INSERT OR REPLACE INTO items ({", ".join(cols)})
+                    SELECT {", ".join("s." + c for c in cols)} FROM _staged_items s
+                    LEFT JOIN items i ON i.platform = s.platform AND i.item = s.item
+                    WHERE i.item IS NULL
+                       OR (i.title, i.text, i.category, CAST(i.attrs AS VARCHAR))
+                          IS DISTINCT FROM
+                          (s.title, s.text, s.category, CAST(s.attrs AS VARCHAR))
+                    """
                 )
-                inserted = self.count("items") - before
             finally:
                 self.con.unregister("_staged_items")
         return WriteResult(table.num_rows, inserted)
@@ -161,7 +159,7 @@ class DuckDBStore(Store):
     def insert_known_links(self, table: pa.Table) -> WriteResult:
         with self.transaction():
             result = self._insert_ignore(schema.KNOWN_LINKS, table, canonical_pair=True)
-            self._add_duplicates(result.duplicates)
+            self.add_duplicates(result.duplicates)
         return result
 
     def _insert_ignore(
@@ -193,17 +191,24 @@ class DuckDBStore(Store):
                 self.con.unregister("_staged_rows")
         return WriteResult(table.num_rows, inserted)
 
-    def refresh_accounts(self, platform: str) -> None:
+    def refresh_accounts(self, platform: str, *, since_seq: int = 0) -> None:
         with self.transaction():
             self.con.execute(
                 """
                 INSERT INTO accounts (platform, account, first_seen, last_seen)
                 SELECT platform, account, min(ts), max(ts) FROM events
-                WHERE platform = ? GROUP BY platform, account
+                WHERE platform = ? AND seq >= ? GROUP BY platform, account
                 ON CONFLICT (platform, account) DO UPDATE SET
-                    first_seen = excluded.first_seen, last_seen = excluded.last_seen
+                    first_seen = CASE WHEN accounts.first_seen IS NULL
+                        OR excluded.first_seen < accounts.first_seen
+                        THEN coalesce(excluded.first_seen, accounts.first_seen)
+                        ELSE accounts.first_seen END,
+                    last_seen = CASE WHEN accounts.last_seen IS NULL
+                        OR excluded.last_seen > accounts.last_seen
+                        THEN coalesce(excluded.last_seen, accounts.last_seen)
+                        ELSE accounts.last_seen END
                 """,
-                [platform],
+                [platform, since_seq],
             )
 
     def log_ingest(self, row: dict[str, Any]) -> None:
@@ -213,7 +218,7 @@ class DuckDBStore(Store):
             [row[c] for c in cols],
         )
 
-    def _add_duplicates(self, n: int) -> None:
+    def add_duplicates(self, n: int) -> None:
         if n:
             self.con.execute(
                 "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + ? AS VARCHAR) "

@@ -1,0 +1,1 @@
+"""Ingest: read → validate → quarantine bad rows → pseudonymise → dedupe → store."""

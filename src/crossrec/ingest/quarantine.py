@@ -1,0 +1,84 @@
+"""The quarantine: bad input rows with file, line, field and reason, kept apart from the store.
+
+Quarantined rows are raw (they may hold raw account ids), so they live in their own DuckDB
+file, ``quarantine.duckdb``, never in the store. Inserts are idempotent per
+(file fingerprint, kind, line): re-ingesting a file does not quarantine its bad rows twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from crossrec import schema
+
+
+class Quarantine:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(str(self.path))
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(schema.QUARANTINE.ddl())
+        return con
+
+    def add(self, rows: pa.Table) -> int:
+        """Insert quarantine rows (columns of ``schema.QUARANTINE``); returns rows offered."""
+        if rows.num_rows == 0:
+            return 0
+        cols = schema.QUARANTINE.column_names
+        con = self._connect()
+        try:
+            con.register("_bad", rows.select(cols))
+            con.execute(
+                f"INSERT OR IGNORE INTO quarantine ({', '.join(cols)}) "
+                f"SELECT {', '.join(cols)} FROM _bad"
+            )
+        finally:
+            con.close()
+        return rows.num_rows
+
+    def count(self) -> int:
+        if not self.path.exists():
+            return 0
+        con = self._connect()
+        try:
+            row = con.execute("SELECT count(*) FROM quarantine").fetchone()
+        finally:
+            con.close()
+        return int(row[0]) if row else 0
+
+    def list(self, *, limit: int = 50, file: str | None = None) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        con = self._connect()
+        try:
+            where, params = ("WHERE file = ?", [file]) if file else ("", [])
+            cur = con.execute(
+                "SELECT file, line, kind, platform, field, reason, raw, quarantined_at "
+                f"FROM quarantine "
+                f"{where} ORDER BY quarantined_at, file, line LIMIT ?",
+                [*params, limit],
+            )
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        finally:
+            con.close()
+
+    def purge(self, *, file: str | None = None) -> int:
+        """Delete quarantined rows (all, or those of ``file``) and checkpoint the bytes away."""
+        if not self.path.exists():
+            return 0
+        con = self._connect()
+        try:
+            where, params = ("WHERE file = ?", [file]) if file else ("", [])
+            row = con.execute(f"SELECT count(*) FROM quarantine {where}", params).fetchone()
+            con.execute(f"DELETE FROM quarantine {where}", params)
+            con.execute("FORCE CHECKPOINT")
+        finally:
+            con.close()
+        return int(row[0]) if row else 0

@@ -1,0 +1,345 @@
+"""Readers: stage one input file into a DuckDB table ``raw`` of text columns.
+
+The staging connection is private to one ingest (in memory, spilling to a temporary directory
+outside the workspace), so raw ids never touch the store. ``raw`` keeps the file's own column
+names, all ``VARCHAR``, in file order, with ``_line`` (the physical line, or the row number for
+Parquet; NULL when it must be resolved afterwards, see :meth:`Staged.resolve_lines`).
+
+CSV takes a fast path through DuckDB's own reader (rows it cannot parse are recorded with their
+line). When a bad row may have shifted the records that follow it (an unterminated quote, or
+lines that do not add up), the file is read again line by line, so that one bad line costs one
+row, never the good rows after it. On that exact path a record is one physical line.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from crossrec.errors import IngestError
+from crossrec.ingest.formats import InputFile, count_lines
+
+_BATCH = 100_000
+
+
+@dataclass
+class Reject:
+    line: int
+    field: str | None
+    reason: str
+    raw: str | None
+
+
+@dataclass
+class Staged:
+    """A file staged as table ``raw`` on ``con``."""
+
+    con: duckdb.DuckDBPyConnection
+    columns: list[str]
+    rejects: list[Reject] = field(default_factory=list)
+    #: Sorted physical lines of rejected records, for resolving good rows' lines (fast path).
+    rejected_lines: list[int] = field(default_factory=list)
+    needs_line_resolution: bool = False
+
+    def resolve_lines(self, rows: np.ndarray) -> np.ndarray:
+        """Physical lines of rows (0-based order in ``raw``) when ``_line`` is NULL.
+
+        Data starts on line 2 (after the header); each rejected line before a row shifts it.
+        """
+        out = np.empty(len(rows), dtype=np.int64)
+        for i, r in enumerate(rows.tolist()):
+            line = r + 2
+            while True:  # smallest line L with (L - 1) - #rejected(<= L) == r + 1
+                shifted = r + 2 + bisect.bisect_right(self.rejected_lines, line)
+                if shifted == line:
+                    break
+                line = shifted
+            out[i] = line
+        return out
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def staging_connection(memory_limit: str) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute("SET preserve_insertion_order = true")
+    return con
+
+
+def stage(con: duckdb.DuckDBPyConnection, f: InputFile) -> Staged:
+    if f.fmt == "parquet":
+        return _stage_parquet(con, f.path)
+    if f.fmt == "jsonl":
+        return _stage_jsonl(con, f.path)
+    return _stage_csv(con, f)
+
+
+# -- CSV ------------------------------------------------------------------------------------------
+def _header(path: Path, delimiter: str) -> list[str]:
+    with path.open("rb") as fh:
+        first = fh.readline()
+    try:
+        text = first.decode("utf-8-sig").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise IngestError(f"{path}: line 1 (header) is not UTF-8 text") from None
+    names = next(csv.reader([text], delimiter=delimiter))
+    seen: dict[str, int] = {}
+    out = []
+    for i, name in enumerate(names):
+        name = name.strip() or f"column{i + 1}"
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}_{seen[name]}"
+        else:
+            seen[name] = 0
+        out.append(name)
+    return out
+
+
+def _stage_csv(con: duckdb.DuckDBPyConnection, f: InputFile) -> Staged:
+    columns = _header(f.path, f.delimiter)
+    col_spec = (
+        "{" + ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for c in columns) + "}"
+    )
+    try:
+        con.execute(
+            f"""
+            CREATE TABLE raw AS SELECT * FROM read_csv(
+                ?, header = true, auto_detect = false, columns = {col_spec},
+                delim = ?, quote = '"', escape = '"', strict_mode = true,
+                null_padding = false, ignore_errors = true, store_rejects = true,
+                rejects_table = 'csv_rejects', rejects_scan = 'csv_scans')
+            """,
+            [str(f.path), f.delimiter],
+        )
+    except duckdb.Error as exc:
+        raise IngestError(f"{f.path}: cannot be read as CSV: {str(exc).splitlines()[0]}") from None
+    rows = con.execute(
+        """
+        SELECT line, any_value(column_name), string_agg(DISTINCT CAST(error_type AS VARCHAR), ','),
+               any_value(csv_line), any_value(error_message)
+        FROM csv_rejects GROUP BY line ORDER BY line
+        """
+    ).fetchall()
+    if not rows:
+        return Staged(con, columns, needs_line_resolution=True)
+    multi_line = any(r[3] is not None and "\n" in r[3] for r in rows)
+    unterminated = any("UNQUOTED VALUE" in (r[2] or "") for r in rows)
+    good = _scalar(con, "SELECT count(*) FROM raw")
+    lines_add_up = good + len(rows) == count_lines(f.path) - 1
+    if multi_line or unterminated or not lines_add_up:
+        con.execute("DROP TABLE raw")
+        return _stage_csv_exact(con, f, columns)
+    rejects = [
+        Reject(int(r[0]), _reject_field(r[2], r[1]), _reject_reason(r[2], r[4]), r[3]) for r in rows
+    ]
+    return Staged(con, columns, rejects, [r.line for r in rejects], needs_line_resolution=True)
+
+
+def _reject_field(kinds: str, column: str | None) -> str | None:
+    return column if "INVALID ENCODING" in kinds else None
+
+
+def _reject_reason(kinds: str, message: str | None) -> str:
+    if "INVALID ENCODING" in kinds:
+        return "bad encoding: not UTF-8 text"
+    if "UNQUOTED VALUE" in kinds:
+        return "unterminated quote"
+    if "COLUMNS" in kinds and message:
+        return "wrong number of fields: " + message.replace(
+            "Expected Number of Columns:", "expected"
+        ).replace(" Found:", ", found")
+    if "LINE SIZE" in kinds:
+        return "line too long"
+    return (message or kinds).splitlines()[0]
+
+
+def _stage_csv_exact(con: duckdb.DuckDBPyConnection, f: InputFile, columns: list[str]) -> Staged:
+    _create_raw(con, columns)
+    rejects: list[Reject] = []
+    buffer: list[list[Any]] = []
+    n = len(columns)
+    with f.path.open("rb") as fh:
+        fh.readline()  # header
+        for lineno, raw in enumerate(fh, start=2):
+            raw = raw.rstrip(b"\r\n")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                rejects.append(
+                    Reject(
+                        lineno,
+                        None,
+                        f"bad encoding: not UTF-8 text at byte {exc.start}",
+                        raw.decode("utf-8", errors="replace"),
+                    )
+                )
+                continue
+            if not text.strip():
+                continue
+            if text.count('"') % 2:
+                rejects.append(Reject(lineno, None, "unterminated quote", text))
+                continue
+            try:
+                values = next(csv.reader([text], delimiter=f.delimiter, strict=True))
+            except csv.Error as exc:
+                rejects.append(Reject(lineno, None, f"malformed CSV: {exc}", text))
+                continue
+            if len(values) != n:
+                rejects.append(
+                    Reject(
+                        lineno,
+                        None,
+                        f"wrong number of fields: expected {n}, found {len(values)}",
+                        text,
+                    )
+                )
+                continue
+            buffer.append([lineno, *[v if v != "" else None for v in values]])
+            if len(buffer) >= _BATCH:
+                _flush(con, columns, buffer)
+    _flush(con, columns, buffer)
+    return Staged(con, columns, rejects)
+
+
+# -- JSONL ----------------------------------------------------------------------------------------
+def _json_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if isinstance(value, float) else str(value)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> Staged:
+    columns: list[str] = []
+    _create_raw(con, columns)
+    rejects: list[Reject] = []
+    buffer: list[dict[str, Any]] = []
+    parsed_any = False
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            raw = raw.strip()
+            if not raw:
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                rejects.append(
+                    Reject(
+                        lineno,
+                        None,
+                        f"bad encoding: not UTF-8 text at byte {exc.start}",
+                        raw.decode("utf-8", errors="replace"),
+                    )
+                )
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                rejects.append(Reject(lineno, None, f"not valid JSON: {exc.msg}", text))
+                continue
+            if not isinstance(obj, dict):
+                rejects.append(Reject(lineno, None, "not a JSON object", text))
+                continue
+            parsed_any = True
+            row: dict[str, Any] = {"_line": lineno}
+            for key, value in obj.items():
+                key = str(key)
+                if key not in columns:
+                    _flush_dicts(con, columns, buffer)
+                    con.execute(f"ALTER TABLE raw ADD COLUMN {quote_ident(key)} VARCHAR")
+                    columns.append(key)
+                row[key] = _json_text(value)
+            buffer.append(row)
+            if len(buffer) >= _BATCH:
+                _flush_dicts(con, columns, buffer)
+    _flush_dicts(con, columns, buffer)
+    if not parsed_any and rejects and len(rejects) == _count_nonblank(path):
+        raise IngestError(f"{path}: not a JSON-lines table (no line is a JSON object)")
+    return Staged(con, columns, rejects)
+
+
+def _count_nonblank(path: Path) -> int:
+    with path.open("rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+# -- Parquet --------------------------------------------------------------------------------------
+def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> Staged:
+    try:
+        described = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()
+        columns = [str(r[0]) for r in described]
+        casts = ", ".join(f"CAST({quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}" for c in columns)
+        con.execute(
+            f"CREATE TABLE raw AS SELECT {casts}, file_row_number + 1 AS _line "
+            f"FROM read_parquet(?, file_row_number = true) ORDER BY file_row_number",
+            [str(path)],
+        )
+    except duckdb.Error as exc:
+        raise IngestError(
+            f"{path}: cannot be read as Parquet: {str(exc).splitlines()[0]}"
+        ) from None
+    return Staged(con, columns)
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def _create_raw(con: duckdb.DuckDBPyConnection, columns: list[str]) -> None:
+    cols = ", ".join(f"{quote_ident(c)} VARCHAR" for c in columns)
+    con.execute(f"CREATE TABLE raw (_line BIGINT{', ' + cols if cols else ''})")
+
+
+def _flush(con: duckdb.DuckDBPyConnection, columns: list[str], buffer: list[list[Any]]) -> None:
+    if not buffer:
+        return
+    names = ["_line", *columns]
+    arrays = [
+        pa.array([row[i] for row in buffer], type=pa.int64() if i == 0 else pa.string())
+        for i in range(len(names))
+    ]
+    _insert(con, names, pa.Table.from_arrays(arrays, names=names))
+    buffer.clear()
+
+
+def _flush_dicts(
+    con: duckdb.DuckDBPyConnection, columns: list[str], buffer: list[dict[str, Any]]
+) -> None:
+    if not buffer:
+        return
+    names = ["_line", *columns]
+    arrays = [
+        pa.array([row.get(c) for row in buffer], type=pa.int64() if c == "_line" else pa.string())
+        for c in names
+    ]
+    _insert(con, names, pa.Table.from_arrays(arrays, names=names))
+    buffer.clear()
+
+
+def _insert(con: duckdb.DuckDBPyConnection, names: list[str], table: pa.Table) -> None:
+    con.register("_batch", table)
+    try:
+        cols = ", ".join(quote_ident(c) for c in names)
+        con.execute(f"INSERT INTO raw ({cols}) SELECT {cols} FROM _batch")
+    finally:
+        con.unregister("_batch")
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
