@@ -1,7 +1,430 @@
-"""Split one dataset into several platforms with known ground truth."""
+"""Split one dataset into several platforms with known ground truth.
+
+Each person of the source becomes an account on one or more platforms, each with fresh random
+account and item ids, the platform's own title style, rating scale and clock. What a linker
+must recover is written beside the platforms: ``known_links.csv`` (anchors it may use),
+``truth_links.csv`` (held out), ``truth_accounts.csv`` and ``truth_items.csv``.
+"""
 
 from __future__ import annotations
 
-from crossrec.datasets.perturb import perturb_title
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
-__all__ = ["perturb_title"]
+import numpy as np
+import polars as pl
+
+from crossrec.datasets import assign
+from crossrec.datasets.canonical import Dataset, write_events_csv, write_items_csv
+from crossrec.datasets.ground_truth import (
+    fresh_ids,
+    person_links,
+    split_anchors,
+    write_ground_truth,
+    write_json,
+)
+from crossrec.datasets.perturb import (
+    CLOCK_POLICIES,
+    RESCALE_CYCLE,
+    ClockPolicy,
+    ValueScale,
+    perturb_title,
+    rescale,
+    shift_clock,
+)
+from crossrec.errors import InputError
+from crossrec.progress import NullProgress, ProgressHook
+
+__all__ = [
+    "PlatformSplit",
+    "SplitConfig",
+    "SplitResult",
+    "build_split",
+    "perturb_title",
+    "split_dataset",
+    "write_split",
+]
+
+SplitMode = Literal["random", "temporal", "category"]
+SPLIT_MODES: tuple[str, ...] = ("random", "temporal", "category")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Independent random streams, so changing one step does not reshuffle the others.
+_MEMBERSHIP, _ASSIGN, _IDS, _CLOCK, _ANCHORS = 1, 2, 3, 4, 5
+
+
+def check_fraction(what: str, value: float) -> None:
+    """Refuse a fraction outside ``[0, 1]``."""
+    if not 0.0 <= value <= 1.0:
+        raise InputError(f"{what} must be between 0 and 1, got {value}")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How to split a dataset into platforms.
+
+    Attributes
+    ----------
+    platforms
+        Number of platforms ``k >= 2``.
+    names
+        Platform names (folder names); default ``p1..pk``.
+    mode
+        ``random`` (each event to one of its person's platforms at random), ``temporal`` (each
+        person's history cut in time order, one stretch per platform) or ``category`` (each
+        item on one platform by its genre; persons follow their items).
+    single_fraction
+        Fraction of persons present on one platform only.
+    anchor_fraction
+        Fraction of the persons on 2+ platforms whose links are known (``known_links.csv``).
+    perturb_titles
+        Rewrite titles on platforms 2..k with :func:`perturb_title` (platform 1 keeps them).
+    rescale_values
+        Put values on platforms 2..k on another rating scale (1-10, 0-100, 1-5 in turn).
+    clock
+        One policy for all platforms or one per platform: ``keep``, ``shift`` (per account a
+        whole number of weeks, plus jitter per event) or ``drop`` (no timestamps exported).
+    shift_weeks
+        ``shift`` moves each account by a whole number of weeks in ``[-shift_weeks, shift_weeks]``.
+    jitter_hours
+        ``shift`` moves each event by up to this many hours either way.
+    seed
+        Same seed, same bytes.
+    """
+
+    platforms: int = 2
+    names: tuple[str, ...] | None = None
+    mode: SplitMode = "random"
+    single_fraction: float = 0.4
+    anchor_fraction: float = 0.3
+    perturb_titles: bool = True
+    rescale_values: bool = True
+    clock: tuple[ClockPolicy, ...] = ("keep",)
+    shift_weeks: int = 52
+    jitter_hours: float = 3.0
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.platforms < 2 or self.platforms > 100:
+            raise InputError(f"platforms must be between 2 and 100, got {self.platforms}")
+        if self.mode not in SPLIT_MODES:
+            raise InputError(f"unknown split mode {self.mode!r}", hint=f"use one of {SPLIT_MODES}")
+        check_fraction("single fraction", self.single_fraction)
+        check_fraction("anchor fraction", self.anchor_fraction)
+        names = self.platform_names
+        if len(set(names)) != len(names) or not all(_NAME.match(n) for n in names):
+            raise InputError(
+                f"platform names must be distinct simple names, got {list(names)}",
+                hint="letters, digits, '_', '-', '.'",
+            )
+        if len(names) != self.platforms:
+            raise InputError(f"{len(names)} platform names given for {self.platforms} platforms")
+        bad = [c for c in self.clock if c not in CLOCK_POLICIES]
+        if bad or len(self.clock) not in (1, self.platforms):
+            raise InputError(
+                f"clock must be one policy or one per platform ({self.platforms}), "
+                f"each of {', '.join(CLOCK_POLICIES)}; got {','.join(self.clock)}"
+            )
+        if self.shift_weeks < 0 or self.jitter_hours < 0:
+            raise InputError("shift weeks and jitter hours must not be negative")
+
+    @property
+    def platform_names(self) -> tuple[str, ...]:
+        return (
+            self.names
+            if self.names is not None
+            else tuple(f"p{i + 1}" for i in range(self.platforms))
+        )
+
+    @property
+    def clocks(self) -> tuple[ClockPolicy, ...]:
+        return self.clock * self.platforms if len(self.clock) == 1 else self.clock
+
+
+@dataclass
+class PlatformSplit:
+    """One platform of a split: canonical ``events`` and ``items`` frames and how they differ."""
+
+    name: str
+    events: pl.DataFrame
+    items: pl.DataFrame
+    clock: str
+    value_scale: str
+    titles: str
+
+
+@dataclass
+class SplitResult:
+    """A split in memory: platforms, owners of accounts and items, known and truth links."""
+
+    platforms: list[PlatformSplit]
+    accounts: pl.DataFrame  # platform, account, person
+    item_truth: pl.DataFrame  # platform, item, source_item
+    known_links: pl.DataFrame
+    truth_links: pl.DataFrame
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def infer_scale(values: np.ndarray) -> ValueScale:
+    """The rating scale of observed values: their range and smallest step."""
+    v = np.unique(values[~np.isnan(values)])
+    if len(v) == 0:
+        return ValueScale(0.0, 1.0, 1.0)
+    steps = np.diff(v)
+    return ValueScale(float(v[0]), float(v[-1]), float(steps.min()) if len(steps) else 1.0)
+
+
+def _platform_of_events(
+    ds: Dataset, person: np.ndarray, item: np.ndarray, n_items: int, cfg: SplitConfig
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Platform code per event and the mask of events kept (only ``category`` drops any)."""
+    n = int(person.max()) + 1
+    k = cfg.platforms
+    rng = np.random.default_rng([cfg.seed, _ASSIGN])
+    if cfg.mode == "category":
+        cat = dict(zip(ds.items["item"].to_list(), ds.items["category"].to_list(), strict=True))
+        names = ds.events["item"].unique().sort().to_list()
+        genres = [[g for g in (cat.get(i) or "").split("|") if g] for i in names]
+        item_plat, genre_plat = assign.category_platforms(
+            genres, np.bincount(item, minlength=n_items), k
+        )
+        platform = item_plat[item]
+        keep = assign.keep_one_platform(person, platform, n, k, cfg.single_fraction, rng)
+        doc = {
+            "genre_platforms": {
+                g or "(none)": cfg.platform_names[j] for g, j in sorted(genre_plat.items())
+            }
+        }
+        return platform, keep, doc
+    member = assign.choose_membership(
+        n,
+        k,
+        cfg.single_fraction,
+        np.bincount(person),
+        np.random.default_rng([cfg.seed, _MEMBERSHIP]),
+    )
+    if cfg.mode == "temporal":
+        if not ds.has_timestamps or ds.events["timestamp"].null_count():
+            raise InputError(f"{ds.name} has events without timestamps: temporal split needs them")
+        ts = ds.events["timestamp"].to_numpy()
+        platform = assign.assign_temporal(person, ts, member, rng)
+    else:
+        platform = assign.assign_random(person, member, rng)
+    return platform, np.ones(len(person), dtype=bool), {}
+
+
+def _shuffled_codes(
+    values: np.ndarray, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct codes in ``values`` in random order, and each code's position in that order."""
+    present = np.unique(values)
+    shuffled = present[rng.permutation(len(present))]
+    position = np.full(size, -1, dtype=np.int64)
+    position[shuffled] = np.arange(len(shuffled))
+    return shuffled, position
+
+
+def split_dataset(
+    dataset: Dataset,
+    config: SplitConfig,
+    *,
+    source_scale: ValueScale | None = None,
+    progress: ProgressHook | None = None,
+) -> SplitResult:
+    """Split ``dataset`` into ``config.platforms`` platforms with ground truth.
+
+    Parameters
+    ----------
+    dataset
+        Canonical events (``E`` rows) and items; ``account`` is the person.
+    config
+        The split's parameters.
+    source_scale
+        The source's rating scale (default: inferred from the values).
+    progress
+        Optional progress reporting.
+
+    Returns
+    -------
+    SplitResult
+        Per platform, events sorted by account then time (or source order); items sorted by id.
+    """
+    hook = progress or NullProgress()
+    ev = dataset.events
+    if ev.height == 0:
+        raise InputError(f"{dataset.name} has no events to split")
+    person = ev["account"].rank("dense").to_numpy().astype(np.int64) - 1
+    persons = ev["account"].unique().sort().to_numpy()
+    item = ev["item"].rank("dense").to_numpy().astype(np.int64) - 1
+    item_names = ev["item"].unique().sort().to_numpy()
+    platform, keep, extra = _platform_of_events(dataset, person, item, len(item_names), config)
+    ts_col = ev["timestamp"]
+    ts = ts_col.fill_null(0).to_numpy().astype(np.int64)
+    ts_null = ts_col.is_null().to_numpy()
+    values = ev["value"].to_numpy().astype(np.float64)
+    scale = source_scale or infer_scale(values)
+    meta = dataset.items.select(
+        source_item="item", title="title", text="text", category="category"
+    ).unique("source_item", keep="first", maintain_order=True)
+    row = np.arange(ev.height)
+    id_rng = np.random.default_rng([config.seed, _IDS])
+    clock_rng = np.random.default_rng([config.seed, _CLOCK])
+    task = hook.task(f"{dataset.name}: splitting", total=config.platforms)
+    out: list[PlatformSplit] = []
+    owners: list[pl.DataFrame] = []
+    item_owners: list[pl.DataFrame] = []
+    for j, (name, clock) in enumerate(zip(config.platform_names, config.clocks, strict=True)):
+        sel = np.flatnonzero((platform == j) & keep)
+        p, q = person[sel], item[sel]
+        acc_order, acc_pos = _shuffled_codes(p, len(persons), id_rng)
+        item_order, item_pos = _shuffled_codes(q, len(item_names), id_rng)
+        acc_ids = np.array(
+            fresh_ids(len(acc_order), platform_index=j, kind="account", seed=config.seed),
+            dtype=object,
+        )
+        item_ids = np.array(
+            fresh_ids(len(item_order), platform_index=j, kind="item", seed=config.seed),
+            dtype=object,
+        )
+        acode, icode = acc_pos[p], item_pos[q]
+        t, t_null = ts[sel], ts_null[sel]
+        if clock == "shift":
+            t, _ = shift_clock(
+                t, acode, len(acc_order), clock_rng,
+                max_weeks=config.shift_weeks, jitter_hours=config.jitter_hours,
+            )  # fmt: skip
+        v = values[sel]
+        target = scale
+        if config.rescale_values and j > 0:
+            target = RESCALE_CYCLE[(j - 1) % len(RESCALE_CYCLE)]
+            v = rescale(v, scale, target)
+        # Account by account (ids are random, so this order leaks nothing), each in time order:
+        # with the clock dropped the file order is all that is left of the sequence.
+        acc_rank = np.argsort(np.argsort(acc_ids.astype(str)))
+        order = np.lexsort((row[sel], ts[sel], acc_rank[acode]))
+        ts_out = pl.Series("timestamp", t[order], dtype=pl.Int64)
+        if clock == "drop":
+            ts_out = pl.Series("timestamp", [None] * len(order), dtype=pl.Int64)
+        else:
+            ts_out = ts_out.scatter(np.flatnonzero(t_null[order]), None)
+        events = pl.DataFrame(
+            {
+                "account": acc_ids[acode[order]].tolist(),
+                "item": item_ids[icode[order]].tolist(),
+                "event": ev["event"].gather(sel[order]),
+                "value": pl.Series(v[order], dtype=pl.Float64).fill_nan(None),
+                "timestamp": ts_out,
+            },
+            schema_overrides={"account": pl.String, "item": pl.String},
+        )
+        truth_items = pl.DataFrame(
+            {"item": item_ids.tolist(), "source_item": item_names[item_order].tolist()},
+            schema={"item": pl.String, "source_item": pl.String},
+        )
+        items = truth_items.join(meta, on="source_item", how="left").sort("item")
+        titles = "source"
+        if config.perturb_titles and j > 0:
+            titles = "perturbed"
+            # Walk items in source order so a title's style does not depend on the random ids.
+            by_source = items.sort("source_item")
+            trng = random.Random(f"{config.seed}:titles:{j}")
+            styled = [
+                None if t is None else perturb_title(t, trng) for t in by_source["title"].to_list()
+            ]
+            items = by_source.with_columns(title=pl.Series(styled, dtype=pl.String)).sort("item")
+        out.append(
+            PlatformSplit(name, events, items.drop("source_item"), clock, target.label, titles)
+        )
+        owners.append(
+            pl.DataFrame(
+                {
+                    "platform": name,
+                    "account": acc_ids.tolist(),
+                    "person": persons[acc_order].tolist(),
+                },
+                schema={"platform": pl.String, "account": pl.String, "person": pl.String},
+            )
+        )
+        item_owners.append(
+            truth_items.select(pl.lit(name).alias("platform"), "item", "source_item")
+        )
+        task.advance()
+    task.done()
+    accounts = pl.concat(owners)
+    links = person_links(accounts, list(config.platform_names))
+    known, truth, n_anchor = split_anchors(
+        links, config.anchor_fraction, np.random.default_rng([config.seed, _ANCHORS])
+    )
+    per_person = accounts.group_by("person").len()
+    summary: dict[str, Any] = {
+        "source": dataset.name,
+        "builder": "split",
+        "seed": config.seed,
+        "mode": config.mode,
+        "platforms": [
+            {
+                "name": s.name,
+                "accounts": s.events["account"].n_unique(),
+                "items": s.items.height,
+                "events": s.events.height,
+                "clock": s.clock,
+                "value_scale": s.value_scale,
+                "titles": s.titles,
+            }
+            for s in out
+        ],
+        "source_value_scale": scale.label,
+        "persons": len(persons),
+        "single_fraction": config.single_fraction,
+        "single_platform_persons": int((per_person["len"] == 1).sum()),
+        "multi_platform_persons": int((per_person["len"] > 1).sum()),
+        "persons_dropped": len(persons) - per_person.height,
+        "events_dropped": int((~keep).sum()),
+        "anchor_fraction": config.anchor_fraction,
+        "anchor_persons": n_anchor,
+        "known_links": known.height,
+        "truth_links": truth.height,
+        "shift_weeks": config.shift_weeks,
+        "jitter_hours": config.jitter_hours,
+        **extra,
+    }
+    return SplitResult(out, accounts, pl.concat(item_owners), known, truth, summary)
+
+
+def write_split(result: SplitResult, out: Path | str) -> list[Path]:
+    """Write a split into ``out``; returns the paths written.
+
+    Files: ``<platform>/events.csv`` and ``<platform>/items.csv`` per platform,
+    ``known_links.csv``, ``truth_links.csv``, ``truth_accounts.csv``, ``truth_items.csv``
+    (``platform,item,source_item``) and ``split.json`` (parameters and counts).
+    """
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for s in result.platforms:
+        written.append(write_events_csv(s.events, root / s.name / "events.csv"))
+        written.append(write_items_csv(s.items, root / s.name / "items.csv"))
+    written += write_ground_truth(root, result.accounts, result.known_links, result.truth_links)
+    truth_items = root / "truth_items.csv"
+    result.item_truth.sort("platform", "item").write_csv(truth_items, line_terminator="\n")
+    written.append(truth_items)
+    files = [p.relative_to(root).as_posix() for p in written] + ["split.json"]
+    result.summary["files"] = files
+    written.append(write_json(root / "split.json", result.summary))
+    return written
+
+
+def build_split(
+    dataset: Dataset,
+    out: Path | str,
+    config: SplitConfig,
+    *,
+    source_scale: ValueScale | None = None,
+    progress: ProgressHook | None = None,
+) -> dict[str, Any]:
+    """Split ``dataset`` (see :func:`split_dataset`), write it into ``out``, return the summary."""
+    result = split_dataset(dataset, config, source_scale=source_scale, progress=progress)
+    write_split(result, out)
+    return result.summary
