@@ -325,7 +325,7 @@ class Ingestor:
     ) -> tuple[int, int]:
         store = self.ws.store
         # the last row of an item in the file wins; earlier rows of it count as duplicates
-        table = con.execute(
+        table = con.sql(
             f"""
             SELECT ? AS platform, c.item, c.title, c.text, c.category,
                 {validate.attrs_expr(cmap.extras)} AS attrs
@@ -333,7 +333,7 @@ class Ingestor:
             WHERE c._reason IS NULL
             QUALIFY row_number() OVER (PARTITION BY c.item ORDER BY c._row DESC) = 1
             """,
-            [platform],
+            params=[platform],
         ).to_arrow_table()
         valid = int(
             con.execute("SELECT count(*) FROM checked WHERE _reason IS NULL").fetchone()[0]  # type: ignore[index]
@@ -377,7 +377,7 @@ class Ingestor:
             None,
         )
         source = Path(file).name
-        table = con.execute(
+        table = con.sql(
             """
             SELECT c.platform_a, pa.pseud AS account_a, c.platform_b, pb.pseud AS account_b,
                 ? AS source
@@ -386,7 +386,7 @@ class Ingestor:
             JOIN _pseud pb ON pb.platform = c.platform_b AND pb.raw = c.account_b
             WHERE c._reason IS NULL
             """,
-            [source],
+            params=[source],
         ).to_arrow_table()
         task.advance()
         with store.transaction():

@@ -123,7 +123,8 @@ def events_sql(cmap: ColumnMap, ts_min: date, ts_max: date, *, has_line: bool) -
             WHEN ts_raw IS NOT NULL AND ts_sec IS NULL
                 THEN 'unparsable timestamp: ' || {_show("ts_raw")}
             WHEN ts_raw IS NOT NULL AND (ts_sec < {lo} OR ts_sec >= {hi})
-                THEN 'timestamp out of range [{ts_min}, {ts_max}): ' || {_show("ts_raw")}
+                THEN 'timestamp out of range: ' || {_show("ts_raw")}
+                    || ' (allowed from {ts_min} to before {ts_max})'
         END AS _reason
     FROM q
     """

@@ -181,12 +181,10 @@ class DuckDBStore(Store):
         with self.transaction():
             self.con.register("_staged_rows", table.select(cols))
             try:
-                before = self.count(target.name)
-                self.con.execute(
+                inserted = self._scalar(
                     f"INSERT OR IGNORE INTO {target.name} ({', '.join(cols)}) "
-                    f"SELECT {select} FROM _staged_rows"
+                    f"SELECT DISTINCT {select} FROM _staged_rows"
                 )
-                inserted = self.count(target.name) - before
             finally:
                 self.con.unregister("_staged_rows")
         return WriteResult(table.num_rows, inserted)
@@ -260,7 +258,7 @@ class DuckDBStore(Store):
             if bad:
                 raise ValueError(f"unknown order columns {sorted(bad)} for table {table}")
             sql += f" ORDER BY {', '.join(order_by)}"
-        return self.con.execute(sql, params).to_arrow_table()
+        return self.con.sql(sql, params=params).to_arrow_table()
 
     def count(self, table: str, *, platform: str | None = None) -> int:
         t = _table(table)

@@ -1,0 +1,3 @@
+from crossrec.cli import main
+
+main()
