@@ -12,10 +12,11 @@ app = new_app(
 
 
 def _register() -> None:
-    from crossrec.cli import datasets, ingest
+    from crossrec.cli import datasets, demo, ingest
 
     ingest.register(app)
     datasets.register(app)
+    demo.register(app)
 
 
 _register()

@@ -91,7 +91,7 @@ class Ingestor:
     ) -> IngestSummary:
         started = time.perf_counter()
         path = Path(path)
-        task = self.progress.task(f"{kind} {path.name}", total=4)
+        task = self.progress.task(f"{platform or ''} {kind} {path.name}".strip(), total=4)
         f = detect(path, fmt)
         fp = fingerprint(path, kind, platform or "")
         con = staging_connection(self.cfg.memory_limit)
