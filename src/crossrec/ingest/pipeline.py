@@ -336,7 +336,7 @@ class Ingestor:
             params=[platform],
         ).to_arrow_table()
         valid = int(
-            con.execute("SELECT count(*) FROM checked WHERE _reason IS NULL").fetchone()[0]  # type: ignore[index]
+            con.execute("SELECT count(*) FROM checked WHERE _reason IS NULL").fetchall()[0][0]
         )
         task.advance()
         with store.transaction():

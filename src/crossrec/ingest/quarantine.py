@@ -47,7 +47,8 @@ class Quarantine:
             return 0
         con = self._connect()
         try:
-            row = con.execute("SELECT count(*) FROM quarantine").fetchone()
+            rows = con.execute("SELECT count(*) FROM quarantine").fetchall()
+            row = rows[0] if rows else None
         finally:
             con.close()
         return int(row[0]) if row else 0
@@ -76,7 +77,8 @@ class Quarantine:
         con = self._connect()
         try:
             where, params = ("WHERE file = ?", [file]) if file else ("", [])
-            row = con.execute(f"SELECT count(*) FROM quarantine {where}", params).fetchone()
+            rows = con.execute(f"SELECT count(*) FROM quarantine {where}", params).fetchall()
+            row = rows[0] if rows else None
             con.execute(f"DELETE FROM quarantine {where}", params)
             con.execute("FORCE CHECKPOINT")
         finally:

@@ -341,5 +341,6 @@ def _insert(con: duckdb.DuckDBPyConnection, names: list[str], table: pa.Table) -
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
-    row = con.execute(sql).fetchone()
+    rows = con.execute(sql).fetchall()
+    row = rows[0] if rows else None
     return int(row[0]) if row else 0

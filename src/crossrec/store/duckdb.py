@@ -57,7 +57,10 @@ class DuckDBStore(Store):
 
     def _check_version(self) -> None:
         try:
-            row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            rows = self.con.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'"
+            ).fetchall()
+            row = rows[0] if rows else None
         except duckdb.CatalogException:
             row = None
         if row is None:
@@ -94,7 +97,8 @@ class DuckDBStore(Store):
 
     # -- metadata --------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
-        row = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        rows = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
+        row = rows[0] if rows else None
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
@@ -102,7 +106,8 @@ class DuckDBStore(Store):
 
     # -- writes ----------------------------------------------------------------------------------
     def next_seq(self) -> int:
-        row = self.con.execute("SELECT coalesce(max(seq) + 1, 0) FROM events").fetchone()
+        rows = self.con.execute("SELECT coalesce(max(seq) + 1, 0) FROM events").fetchall()
+        row = rows[0] if rows else None
         return int(row[0]) if row else 0
 
     def insert_events(self, batches: pa.RecordBatchReader) -> WriteResult:
@@ -226,7 +231,8 @@ class DuckDBStore(Store):
 
     # -- reads -----------------------------------------------------------------------------------
     def _scalar(self, sql: str, params: list[Any] | None = None) -> int:
-        row = self.con.execute(sql, params or []).fetchone()
+        rows = self.con.execute(sql, params or []).fetchall()
+        row = rows[0] if rows else None
         return int(row[0]) if row and row[0] is not None else 0
 
     def platforms(self) -> list[str]:
@@ -287,8 +293,9 @@ class DuckDBStore(Store):
         return int(value) if value else 0
 
     def has_account(self, platform: str, account: str) -> bool:
-        row = self.con.execute(
+        rows = self.con.execute(
             "SELECT 1 FROM accounts WHERE platform = ? AND account = ? LIMIT 1",
             [platform, account],
-        ).fetchone()
+        ).fetchall()
+        row = rows[0] if rows else None
         return row is not None
