@@ -109,9 +109,19 @@ def write_links_csv(links: pl.DataFrame, path: Path) -> Path:
 
 
 def data_root() -> Path:
-    """The folder holding the public datasets: ``$CROSSREC_DATA``, else ``../shared/data``."""
+    """The folder holding the public datasets.
+
+    ``$CROSSREC_DATA`` when set; else ``../shared/data`` from the current directory, or beside
+    the source checkout this package runs from, whichever exists (the former when neither does).
+    """
     env = os.environ.get(DATA_ENV)
-    return Path(env) if env else Path("..") / "shared" / "data"
+    if env:
+        return Path(env)
+    candidates = [Path("..") / "shared" / "data"]
+    here = Path(__file__).resolve().parents
+    if len(here) > 4:
+        candidates.append(here[4] / "shared" / "data")  # <checkout>/src/crossrec/datasets
+    return next((c for c in candidates if c.is_dir()), candidates[0])
 
 
 def require_files(folder: Path, names: list[str], what: str) -> None:

@@ -112,7 +112,7 @@ def build_douban(
     ----------
     out
         Output folder: ``book/``, ``music/`` (``events.csv``, ``items.csv``), the link files,
-        ``truth_accounts.csv`` and ``split.json``.
+        ``truth_accounts.csv``, ``truth_items.csv`` and ``split.json``.
     source
         The Douban folder (default :func:`default_path`).
     anchor_fraction
@@ -137,6 +137,7 @@ def build_douban(
     task = hook.task("douban: writing platforms", total=len(DOMAINS))
     rng = np.random.default_rng([seed, 0xD0])
     accounts: list[pl.DataFrame] = []
+    item_truth: list[pl.DataFrame] = []
     written: list[Path] = []
     platforms: list[dict[str, Any]] = []
     for index, domain in enumerate(DOMAINS):
@@ -182,6 +183,9 @@ def build_douban(
                 platform=pl.lit(domain), account=pl.col("new"), person=pl.col("account")
             )
         )
+        item_truth.append(
+            item_map.select(platform=pl.lit(domain), item=pl.col("new"), source_item=pl.col("item"))
+        )
         platforms.append(
             {
                 "name": domain,
@@ -199,6 +203,9 @@ def build_douban(
         person_links(owners, list(DOMAINS)), anchor_fraction, rng
     )
     written += write_ground_truth(root, owners, known, truth)
+    items_path = root / "truth_items.csv"
+    pl.concat(item_truth).sort("platform", "item").write_csv(items_path, line_terminator="\n")
+    written.append(items_path)
     persons = owners["person"].n_unique()
     linked = known.height + truth.height
     summary: dict[str, Any] = {
