@@ -1,0 +1,351 @@
+"""The sequence network and its self-supervised training loop (SASRec / UniSRec style).
+
+An item enters as ``adaptor(text) + id embedding + platform embedding``: the text adaptor
+(linear + LayerNorm, as in UniSRec) carries items of every platform into one space, the id
+embedding (frequent items only; rare items share one row per platform) learns what text
+misses. A small causal transformer with learned positions reads an account's items oldest
+first; its hidden state at step ``t`` is trained to pick item ``t + 1`` among in-batch
+negatives (InfoNCE on cosine similarities), and, when known links exist, the final states of
+linked accounts are pulled together with the same loss.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from crossrec.config import SequenceConfig
+from crossrec.progress import ProgressHook
+from crossrec.represent.sequence_data import SequenceData, batch_tokens, last_windows
+
+#: Dropout on the encoder input. The blocks have none: on CPU the dropout masks cost as much
+#: as the matrix products of a model this small, and early stopping already regularises.
+DROPOUT = 0.1
+#: Most validation windows scored per epoch (the newest ones), to bound the check's cost.
+MAX_VALID_WINDOWS = 5_000
+
+
+class _Block(nn.Module):
+    """Pre-LayerNorm causal self-attention block."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        qkv = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, d // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(att.transpose(1, 2).reshape(b, n, d))
+        return x + self.ff(self.norm2(x))
+
+
+class SequenceNet(nn.Module):
+    """Item input representations and the causal encoder over them.
+
+    Parameters
+    ----------
+    n_platforms : platforms known at training time.
+    n_id_rows : rows of the id embedding: 0 padding, ``1 + p`` the rare item of platform
+        ``p``, then one row per frequent item.
+    d_text : dimension of item text vectors; 0 when no item had text (no adaptor).
+    """
+
+    def __init__(
+        self,
+        *,
+        n_platforms: int,
+        n_id_rows: int,
+        d_text: int,
+        dim: int,
+        layers: int,
+        heads: int,
+        max_len: int,
+        dropout: float = DROPOUT,
+    ) -> None:
+        super().__init__()
+        self.id_emb = nn.Embedding(n_id_rows, dim, padding_idx=0)
+        self.platform_emb = nn.Embedding(n_platforms, dim)
+        self.text_adaptor = (
+            nn.Sequential(nn.Linear(d_text, dim), nn.LayerNorm(dim)) if d_text > 0 else None
+        )
+        self.pos_emb = nn.Embedding(max_len, dim)
+        self.in_norm = nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(_Block(dim, heads) for _ in range(layers))
+        self.out_norm = nn.LayerNorm(dim)
+        for emb in (self.id_emb, self.platform_emb, self.pos_emb):
+            nn.init.normal_(emb.weight, std=0.1)
+        with torch.no_grad():
+            self.id_emb.weight[0].zero_()
+
+    def item_repr(
+        self,
+        id_rows: torch.Tensor,
+        platforms: torch.Tensor,
+        text: torch.Tensor | None = None,
+        has_text: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Input representation of items: ``(N,)`` indices (+ ``(N, d_text)`` text and
+        ``(N,)`` float 0/1 text flags) → ``(N, dim)``."""
+        x = self.id_emb(id_rows) + self.platform_emb(platforms)
+        if self.text_adaptor is not None and text is not None and has_text is not None:
+            x = x + self.text_adaptor(text) * has_text[:, None]
+        return x
+
+    def encode(self, items: torch.Tensor) -> torch.Tensor:
+        """Hidden states ``(B, L, dim)`` of right-padded item representations ``(B, L, dim)``;
+        position ``t`` sees items ``0..t`` only."""
+        x = items + self.pos_emb.weight[: items.shape[1]]
+        x = self.drop(self.in_norm(x))
+        for block in self.blocks:
+            x = block(x)
+        return self.out_norm(x)
+
+
+@dataclass
+class ItemFeatures:
+    """Per-item inputs, row 0 is padding: id rows, platforms ``(n_items + 1,)`` long, text
+    ``(n_items + 1, d_text)`` float32 or None, text flags ``(n_items + 1,)`` float32."""
+
+    id_rows: torch.Tensor
+    platforms: torch.Tensor
+    text: torch.Tensor | None
+    has_text: torch.Tensor
+
+    def reprs(self, net: SequenceNet, rows: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` token rows → ``(N, dim)`` representations, padding rows zero."""
+        text = None if self.text is None else self.text[rows]
+        out = net.item_repr(self.id_rows[rows], self.platforms[rows], text, self.has_text[rows])
+        return out * (rows != 0).to(out.dtype)[:, None]
+
+
+def next_item_loss(
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    reprs: torch.Tensor,
+    candidates: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
+    """InfoNCE of hidden states ``(P, dim)`` against their next items.
+
+    ``targets`` ``(P,)`` and ``candidates`` ``(K,)`` index rows of ``reprs`` ``(N, dim)``; a
+    candidate equal to a row's own target is not a negative for that row.
+    """
+    h = F.normalize(hidden, dim=-1)
+    table = F.normalize(reprs, dim=-1)
+    pos = (h * table[targets]).sum(-1) / temperature
+    neg = (h @ table[candidates].T) / temperature
+    neg = neg.masked_fill(candidates[None, :] == targets[:, None], float("-inf"))
+    return (torch.logsumexp(torch.cat([pos[:, None], neg], dim=1), dim=1) - pos).mean()
+
+
+def link_loss(
+    ua: torch.Tensor, ub: torch.Tensor, ida: torch.Tensor, idb: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Symmetric InfoNCE pulling linked account vectors ``ua[i]``, ``ub[i]`` ``(B, dim)``
+    together; other pairs of the batch are the negatives, except rows that share an account
+    (``ida``/``idb`` ``(B,)``), which are masked."""
+    logits = F.normalize(ua, dim=-1) @ F.normalize(ub, dim=-1).T / temperature
+    same = (ida[:, None] == ida[None, :]) | (idb[:, None] == idb[None, :])
+    same.fill_diagonal_(False)
+    logits = logits.masked_fill(same, float("-inf"))
+    labels = torch.arange(len(ua))
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def encode_windows(
+    net: SequenceNet,
+    tokens: np.ndarray,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    reprs_of: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Final hidden states ``(B, dim)`` (not normalised) of windows ``starts, lengths``."""
+    rows = torch.from_numpy(batch_tokens(tokens, starts, lengths))
+    uniq, inv = torch.unique(rows, return_inverse=True)
+    hidden = net.encode(reprs_of(uniq)[inv])
+    return hidden[torch.arange(len(rows)), torch.from_numpy(lengths - 1)]
+
+
+def length_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, chunk: int = 32
+) -> list[np.ndarray]:
+    """Shuffled batches of window indices whose lengths are alike.
+
+    Windows are shuffled, sorted by length within chunks of ``chunk`` batches and cut into
+    batches, whose order is shuffled again: right padding (wasted work) shrinks while every
+    batch still mixes accounts and platforms.
+    """
+    order = rng.permutation(len(lengths))
+    batches: list[np.ndarray] = []
+    span = chunk * batch_size
+    for c in range(0, len(order), span):
+        part = order[c : c + span]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+@dataclass
+class TrainSet:
+    """What one training run sees: windows and link pairs (account indices ``(n, 2)``)."""
+
+    data: SequenceData
+    train_windows: tuple[np.ndarray, np.ndarray]
+    valid_windows: tuple[np.ndarray, np.ndarray]
+    train_links: np.ndarray
+    valid_links: np.ndarray
+
+
+class Trainer:
+    """Adam over shuffled windows, early stopping on the held-out accounts' loss."""
+
+    def __init__(
+        self,
+        net: SequenceNet,
+        feats: ItemFeatures,
+        config: SequenceConfig,
+        *,
+        rng: np.random.Generator,
+        n_negatives: int,
+    ) -> None:
+        self.net, self.feats, self.config = net, feats, config
+        self.rng = rng
+        self.n_negatives = n_negatives
+        self.opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+
+    def _reprs(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.feats.reprs(self.net, rows)
+
+    def _seq_loss(
+        self, ts: TrainSet, starts: np.ndarray, lengths: np.ndarray, rng: np.random.Generator
+    ) -> torch.Tensor:
+        rows = torch.from_numpy(batch_tokens(ts.data.tokens, starts, lengths))
+        uniq, inv = torch.unique(rows, return_inverse=True)
+        reprs = self._reprs(uniq)
+        hidden = self.net.encode(reprs[inv])
+        mask = rows[:, 1:] != 0
+        targets = inv[:, 1:][mask]
+        cand = torch.unique(targets)
+        if len(cand) > self.n_negatives:
+            pick = rng.choice(len(cand), self.n_negatives, replace=False)
+            cand = cand[torch.from_numpy(np.sort(pick))]
+        return next_item_loss(hidden[:, :-1][mask], targets, reprs, cand, self.config.temperature)
+
+    def _link_loss(self, ts: TrainSet, pairs: np.ndarray) -> torch.Tensor:
+        both = np.concatenate([pairs[:, 0], pairs[:, 1]])
+        starts, lengths = last_windows(ts.data.offsets, both, self.config.max_len)
+        u = encode_windows(self.net, ts.data.tokens, starts, lengths, self._reprs)
+        n = len(pairs)
+        ids = torch.from_numpy(pairs)
+        return link_loss(u[:n], u[n:], ids[:, 0], ids[:, 1], self.config.temperature)
+
+    def _validate(self, ts: TrainSet, seed: int) -> float | None:
+        starts, lengths = ts.valid_windows
+        if len(starts) == 0:
+            return None
+        # Fresh, fixed negatives every epoch so that epochs are compared on the same draw.
+        rng = np.random.default_rng(seed)
+        self.net.eval()
+        total, weight = 0.0, 0
+        with torch.no_grad():
+            bs = self.config.batch_size
+            for i in range(0, len(starts), bs):
+                loss = self._seq_loss(ts, starts[i : i + bs], lengths[i : i + bs], rng)
+                total += float(loss) * len(starts[i : i + bs])
+                weight += len(starts[i : i + bs])
+            value = total / weight
+            if len(ts.valid_links) >= 2 and self.config.link_weight > 0:
+                value += self.config.link_weight * float(self._link_loss(ts, ts.valid_links))
+        self.net.train()
+        return value
+
+    def fit(self, ts: TrainSet, *, progress: ProgressHook, valid_seed: int) -> dict[str, object]:
+        cfg = self.config
+        starts, lengths = ts.train_windows
+        n_links = len(ts.train_links)
+        use_links = n_links >= 2 and cfg.link_weight > 0
+        # A quarter of a batch in link pairs: +50% work per step, enough in-batch negatives.
+        link_bs = min(n_links, max(2, cfg.batch_size // 4))
+        link_perm, link_pos = self.rng.permutation(n_links), 0
+        history: list[dict[str, float | int | None]] = []
+        best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+        stopped, bad_epochs = "epochs", 0
+        t0 = time.perf_counter()
+        task = progress.task("sequence encoder: epochs", total=cfg.epochs)
+        self.net.train()
+        for epoch in range(1, cfg.epochs + 1):
+            te = time.perf_counter()
+            seq_sum = link_sum = 0.0
+            steps = 0
+            for idx in length_batches(lengths, cfg.batch_size, self.rng):
+                loss = self._seq_loss(ts, starts[idx], lengths[idx], self.rng)
+                seq_sum += float(loss.detach())
+                if use_links:
+                    if link_pos + link_bs > n_links:
+                        link_perm, link_pos = self.rng.permutation(n_links), 0
+                    pairs = ts.train_links[link_perm[link_pos : link_pos + link_bs]]
+                    link_pos += link_bs
+                    lloss = self._link_loss(ts, pairs)
+                    link_sum += float(lloss.detach())
+                    loss = loss + cfg.link_weight * lloss
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
+                self.opt.step()
+                steps += 1
+                if time.perf_counter() - t0 > cfg.max_seconds:
+                    stopped = "max_seconds"
+                    break
+            valid = self._validate(ts, valid_seed)
+            train_loss = seq_sum / max(steps, 1)
+            row: dict[str, float | int | None] = {
+                "epoch": epoch,
+                "train_loss": round(train_loss, 6),
+                "link_loss": round(link_sum / max(steps, 1), 6) if use_links else None,
+                "valid_loss": None if valid is None else round(valid, 6),
+                "seconds": round(time.perf_counter() - te, 3),
+                "steps": steps,
+            }
+            history.append(row)
+            progress.log(
+                f"sequence epoch {epoch}: train {train_loss:.4f}"
+                + (f", link {link_sum / max(steps, 1):.4f}" if use_links else "")
+                + (f", held-out {valid:.4f}" if valid is not None else "")
+                + f" ({row['seconds']:.1f} s)"
+            )
+            task.advance(1)
+            score = valid if valid is not None else train_loss
+            if best is None or score < best[0] - 1e-4:
+                state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+                best, bad_epochs = (score, epoch, state), 0
+            else:
+                bad_epochs += 1
+            if stopped == "max_seconds":
+                break
+            if valid is not None and bad_epochs >= cfg.patience:
+                stopped = "patience"
+                break
+        task.done()
+        assert best is not None  # at least one epoch ran
+        self.net.load_state_dict(best[2])
+        self.net.eval()
+        return {
+            "epochs": history,
+            "best_epoch": best[1],
+            "stopped": stopped,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
