@@ -137,3 +137,22 @@ def test_commands_report_a_missing_folder_without_traceback(tmp_path: Path) -> N
     )
     assert result.exit_code == 2
     assert str(tmp_path / "x") in result.stderr and "Traceback" not in result.output
+
+
+def test_default_folder_follows_crossrec_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CROSSREC_DATA", str(tmp_path))
+    with pytest.raises(InputError, match="movielens-ml-latest-small"):
+        load_movielens()
+
+
+@needs_movielens
+def test_loaded_dataset_writes_canonical_files(tmp_path: Path) -> None:
+    paths = load_movielens(MOVIELENS).write(tmp_path)
+    assert [p.name for p in paths] == ["events.csv", "items.csv"]
+    lines = (tmp_path / "events.csv").read_text().splitlines()
+    assert lines[0] == "account,item,event,value,timestamp"
+    assert lines[1] == "1,1,rating,4.0,964982703" and len(lines) == 100_837
+    items = pl.read_csv(tmp_path / "items.csv", infer_schema=False)
+    assert items.columns == ["item", "title", "text", "category"] and items.height == 9_742

@@ -176,40 +176,67 @@ def infer_scale(values: np.ndarray) -> ValueScale:
     return ValueScale(float(v[0]), float(v[-1]), float(steps.min()) if len(steps) else 1.0)
 
 
+@dataclass(frozen=True)
+class _Source:
+    """The source events as integer codes and arrays, ``E`` events."""
+
+    dataset: Dataset
+    person: np.ndarray  # (E,) code into persons
+    persons: np.ndarray  # source account ids, sorted
+    item: np.ndarray  # (E,) code into item_names
+    item_names: np.ndarray  # source item ids, sorted
+    ts: np.ndarray  # (E,) int64, 0 where null
+    ts_null: np.ndarray  # (E,) bool
+    values: np.ndarray  # (E,) float64, NaN where null
+    meta: pl.DataFrame  # source_item, title, text, category
+
+    @classmethod
+    def of(cls, ds: Dataset) -> _Source:
+        ev = ds.events
+        meta = ds.items.select(
+            source_item="item", title="title", text="text", category="category"
+        ).unique("source_item", keep="first", maintain_order=True)
+        return cls(
+            dataset=ds,
+            person=ev["account"].rank("dense").to_numpy().astype(np.int64) - 1,
+            persons=ev["account"].unique().sort().to_numpy(),
+            item=ev["item"].rank("dense").to_numpy().astype(np.int64) - 1,
+            item_names=ev["item"].unique().sort().to_numpy(),
+            ts=ev["timestamp"].fill_null(0).to_numpy().astype(np.int64),
+            ts_null=ev["timestamp"].is_null().to_numpy(),
+            values=ev["value"].to_numpy().astype(np.float64),
+            meta=meta,
+        )
+
+
 def _platform_of_events(
-    ds: Dataset, person: np.ndarray, item: np.ndarray, n_items: int, cfg: SplitConfig
+    src: _Source, cfg: SplitConfig
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Platform code per event and the mask of events kept (only ``category`` drops any)."""
-    n = int(person.max()) + 1
-    k = cfg.platforms
+    person, n, k = src.person, len(src.persons), cfg.platforms
     rng = np.random.default_rng([cfg.seed, _ASSIGN])
     if cfg.mode == "category":
-        cat = dict(zip(ds.items["item"].to_list(), ds.items["category"].to_list(), strict=True))
-        names = ds.events["item"].unique().sort().to_list()
-        genres = [[g for g in (cat.get(i) or "").split("|") if g] for i in names]
+        cat = dict(zip(src.meta["source_item"], src.meta["category"], strict=True))
+        genres = [[g for g in (cat.get(i) or "").split("|") if g] for i in src.item_names]
         item_plat, genre_plat = assign.category_platforms(
-            genres, np.bincount(item, minlength=n_items), k
+            genres, np.bincount(src.item, minlength=len(src.item_names)), k
         )
-        platform = item_plat[item]
+        platform = item_plat[src.item]
         keep = assign.keep_one_platform(person, platform, n, k, cfg.single_fraction, rng)
-        doc = {
-            "genre_platforms": {
-                g or "(none)": cfg.platform_names[j] for g, j in sorted(genre_plat.items())
-            }
-        }
+        names = cfg.platform_names
+        doc = {"genre_platforms": {g or "(none)": names[j] for g, j in sorted(genre_plat.items())}}
         return platform, keep, doc
     member = assign.choose_membership(
-        n,
-        k,
-        cfg.single_fraction,
-        np.bincount(person),
+        n, k, cfg.single_fraction, np.bincount(person),
         np.random.default_rng([cfg.seed, _MEMBERSHIP]),
-    )
+    )  # fmt: skip
     if cfg.mode == "temporal":
-        if not ds.has_timestamps or ds.events["timestamp"].null_count():
-            raise InputError(f"{ds.name} has events without timestamps: temporal split needs them")
-        ts = ds.events["timestamp"].to_numpy()
-        platform = assign.assign_temporal(person, ts, member, rng)
+        if src.ts_null.any():
+            raise InputError(
+                f"{src.dataset.name} has events without timestamps: temporal split needs them",
+                hint="use --mode random or category",
+            )
+        platform = assign.assign_temporal(person, src.ts, member, rng)
     else:
         platform = assign.assign_random(person, member, rng)
     return platform, np.ones(len(person), dtype=bool), {}
@@ -224,6 +251,79 @@ def _shuffled_codes(
     position = np.full(size, -1, dtype=np.int64)
     position[shuffled] = np.arange(len(shuffled))
     return shuffled, position
+
+
+def _catalogue(
+    src: _Source, item_ids: list[str], item_order: np.ndarray, j: int, cfg: SplitConfig
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One platform's items (sorted by id) and its ``item -> source_item`` truth."""
+    truth = pl.DataFrame(
+        {"item": item_ids, "source_item": src.item_names[item_order].tolist()},
+        schema={"item": pl.String, "source_item": pl.String},
+    )
+    items = truth.join(src.meta, on="source_item", how="left")
+    if cfg.perturb_titles and j > 0:
+        # Walk items in source order so a title's style does not depend on the random ids.
+        items = items.sort("source_item")
+        rng = random.Random(f"{cfg.seed}:titles:{j}")
+        styled = [None if t is None else perturb_title(t, rng) for t in items["title"]]
+        items = items.with_columns(title=pl.Series(styled, dtype=pl.String))
+    return items.sort("item").drop("source_item"), truth
+
+
+def _platform(
+    src: _Source,
+    sel: np.ndarray,
+    j: int,
+    cfg: SplitConfig,
+    scale: ValueScale,
+    id_rng: np.random.Generator,
+    clock_rng: np.random.Generator,
+) -> tuple[PlatformSplit, pl.DataFrame, pl.DataFrame]:
+    """Platform ``j`` from the source events ``sel``: the split, its owners, its item truth."""
+    name, clock = cfg.platform_names[j], cfg.clocks[j]
+    p, q = src.person[sel], src.item[sel]
+    acc_order, acc_pos = _shuffled_codes(p, len(src.persons), id_rng)
+    item_order, item_pos = _shuffled_codes(q, len(src.item_names), id_rng)
+    acc_ids = fresh_ids(len(acc_order), platform_index=j, kind="account", seed=cfg.seed)
+    item_ids = fresh_ids(len(item_order), platform_index=j, kind="item", seed=cfg.seed)
+    acode, icode = acc_pos[p], item_pos[q]
+    t = src.ts[sel]
+    if clock == "shift":
+        t, _ = shift_clock(
+            t, acode, len(acc_order), clock_rng,
+            max_weeks=cfg.shift_weeks, jitter_hours=cfg.jitter_hours,
+        )  # fmt: skip
+    v, target = src.values[sel], scale
+    if cfg.rescale_values and j > 0:
+        target = RESCALE_CYCLE[(j - 1) % len(RESCALE_CYCLE)]
+        v = rescale(v, scale, target)
+    # Account by account (ids are random, so this order leaks nothing), each in time order:
+    # with the clock dropped the file order is all that is left of the sequence.
+    acc_rank = np.argsort(np.argsort(np.array(acc_ids)))
+    order = np.lexsort((sel, src.ts[sel], acc_rank[acode]))
+    if clock == "drop":
+        ts_out = pl.Series("timestamp", [None] * len(order), dtype=pl.Int64)
+    else:
+        ts_out = pl.Series("timestamp", t[order], dtype=pl.Int64)
+        ts_out = ts_out.scatter(np.flatnonzero(src.ts_null[sel][order]), None)
+    events = pl.DataFrame(
+        {
+            "account": pl.Series(acc_ids, dtype=pl.String).gather(acode[order]),
+            "item": pl.Series(item_ids, dtype=pl.String).gather(icode[order]),
+            "event": src.dataset.events["event"].gather(sel[order]),
+            "value": pl.Series(v[order], dtype=pl.Float64).fill_nan(None),
+            "timestamp": ts_out,
+        }
+    )
+    items, item_truth = _catalogue(src, item_ids, item_order, j, cfg)
+    titles = "perturbed" if cfg.perturb_titles and j > 0 else "source"
+    owners = pl.DataFrame(
+        {"platform": name, "account": acc_ids, "person": src.persons[acc_order].tolist()},
+        schema={"platform": pl.String, "account": pl.String, "person": pl.String},
+    )
+    split = PlatformSplit(name, events, items, clock, target.label, titles)
+    return split, owners, item_truth.select(pl.lit(name).alias("platform"), "item", "source_item")
 
 
 def split_dataset(
@@ -249,107 +349,24 @@ def split_dataset(
     Returns
     -------
     SplitResult
-        Per platform, events sorted by account then time (or source order); items sorted by id.
+        Per platform, events grouped by account, each in source time order; items sorted by id.
     """
-    hook = progress or NullProgress()
-    ev = dataset.events
-    if ev.height == 0:
+    if dataset.events.height == 0:
         raise InputError(f"{dataset.name} has no events to split")
-    person = ev["account"].rank("dense").to_numpy().astype(np.int64) - 1
-    persons = ev["account"].unique().sort().to_numpy()
-    item = ev["item"].rank("dense").to_numpy().astype(np.int64) - 1
-    item_names = ev["item"].unique().sort().to_numpy()
-    platform, keep, extra = _platform_of_events(dataset, person, item, len(item_names), config)
-    ts_col = ev["timestamp"]
-    ts = ts_col.fill_null(0).to_numpy().astype(np.int64)
-    ts_null = ts_col.is_null().to_numpy()
-    values = ev["value"].to_numpy().astype(np.float64)
-    scale = source_scale or infer_scale(values)
-    meta = dataset.items.select(
-        source_item="item", title="title", text="text", category="category"
-    ).unique("source_item", keep="first", maintain_order=True)
-    row = np.arange(ev.height)
+    hook = progress or NullProgress()
+    src = _Source.of(dataset)
+    platform, keep, extra = _platform_of_events(src, config)
+    scale = source_scale or infer_scale(src.values)
     id_rng = np.random.default_rng([config.seed, _IDS])
     clock_rng = np.random.default_rng([config.seed, _CLOCK])
     task = hook.task(f"{dataset.name}: splitting", total=config.platforms)
-    out: list[PlatformSplit] = []
-    owners: list[pl.DataFrame] = []
-    item_owners: list[pl.DataFrame] = []
-    for j, (name, clock) in enumerate(zip(config.platform_names, config.clocks, strict=True)):
+    splits, owners, item_owners = [], [], []
+    for j in range(config.platforms):
         sel = np.flatnonzero((platform == j) & keep)
-        p, q = person[sel], item[sel]
-        acc_order, acc_pos = _shuffled_codes(p, len(persons), id_rng)
-        item_order, item_pos = _shuffled_codes(q, len(item_names), id_rng)
-        acc_ids = np.array(
-            fresh_ids(len(acc_order), platform_index=j, kind="account", seed=config.seed),
-            dtype=object,
-        )
-        item_ids = np.array(
-            fresh_ids(len(item_order), platform_index=j, kind="item", seed=config.seed),
-            dtype=object,
-        )
-        acode, icode = acc_pos[p], item_pos[q]
-        t, t_null = ts[sel], ts_null[sel]
-        if clock == "shift":
-            t, _ = shift_clock(
-                t, acode, len(acc_order), clock_rng,
-                max_weeks=config.shift_weeks, jitter_hours=config.jitter_hours,
-            )  # fmt: skip
-        v = values[sel]
-        target = scale
-        if config.rescale_values and j > 0:
-            target = RESCALE_CYCLE[(j - 1) % len(RESCALE_CYCLE)]
-            v = rescale(v, scale, target)
-        # Account by account (ids are random, so this order leaks nothing), each in time order:
-        # with the clock dropped the file order is all that is left of the sequence.
-        acc_rank = np.argsort(np.argsort(acc_ids.astype(str)))
-        order = np.lexsort((row[sel], ts[sel], acc_rank[acode]))
-        ts_out = pl.Series("timestamp", t[order], dtype=pl.Int64)
-        if clock == "drop":
-            ts_out = pl.Series("timestamp", [None] * len(order), dtype=pl.Int64)
-        else:
-            ts_out = ts_out.scatter(np.flatnonzero(t_null[order]), None)
-        events = pl.DataFrame(
-            {
-                "account": acc_ids[acode[order]].tolist(),
-                "item": item_ids[icode[order]].tolist(),
-                "event": ev["event"].gather(sel[order]),
-                "value": pl.Series(v[order], dtype=pl.Float64).fill_nan(None),
-                "timestamp": ts_out,
-            },
-            schema_overrides={"account": pl.String, "item": pl.String},
-        )
-        truth_items = pl.DataFrame(
-            {"item": item_ids.tolist(), "source_item": item_names[item_order].tolist()},
-            schema={"item": pl.String, "source_item": pl.String},
-        )
-        items = truth_items.join(meta, on="source_item", how="left").sort("item")
-        titles = "source"
-        if config.perturb_titles and j > 0:
-            titles = "perturbed"
-            # Walk items in source order so a title's style does not depend on the random ids.
-            by_source = items.sort("source_item")
-            trng = random.Random(f"{config.seed}:titles:{j}")
-            styled = [
-                None if t is None else perturb_title(t, trng) for t in by_source["title"].to_list()
-            ]
-            items = by_source.with_columns(title=pl.Series(styled, dtype=pl.String)).sort("item")
-        out.append(
-            PlatformSplit(name, events, items.drop("source_item"), clock, target.label, titles)
-        )
-        owners.append(
-            pl.DataFrame(
-                {
-                    "platform": name,
-                    "account": acc_ids.tolist(),
-                    "person": persons[acc_order].tolist(),
-                },
-                schema={"platform": pl.String, "account": pl.String, "person": pl.String},
-            )
-        )
-        item_owners.append(
-            truth_items.select(pl.lit(name).alias("platform"), "item", "source_item")
-        )
+        split, own, items = _platform(src, sel, j, config, scale, id_rng, clock_rng)
+        splits.append(split)
+        owners.append(own)
+        item_owners.append(items)
         task.advance()
     task.done()
     accounts = pl.concat(owners)
@@ -357,7 +374,7 @@ def split_dataset(
     known, truth, n_anchor = split_anchors(
         links, config.anchor_fraction, np.random.default_rng([config.seed, _ANCHORS])
     )
-    per_person = accounts.group_by("person").len()
+    per_person = accounts.group_by("person").len()["len"]
     summary: dict[str, Any] = {
         "source": dataset.name,
         "builder": "split",
@@ -373,14 +390,14 @@ def split_dataset(
                 "value_scale": s.value_scale,
                 "titles": s.titles,
             }
-            for s in out
+            for s in splits
         ],
         "source_value_scale": scale.label,
-        "persons": len(persons),
+        "persons": len(src.persons),
         "single_fraction": config.single_fraction,
-        "single_platform_persons": int((per_person["len"] == 1).sum()),
-        "multi_platform_persons": int((per_person["len"] > 1).sum()),
-        "persons_dropped": len(persons) - per_person.height,
+        "single_platform_persons": int((per_person == 1).sum()),
+        "multi_platform_persons": int((per_person > 1).sum()),
+        "persons_dropped": len(src.persons) - len(per_person),
         "events_dropped": int((~keep).sum()),
         "anchor_fraction": config.anchor_fraction,
         "anchor_persons": n_anchor,
@@ -390,7 +407,7 @@ def split_dataset(
         "jitter_hours": config.jitter_hours,
         **extra,
     }
-    return SplitResult(out, accounts, pl.concat(item_owners), known, truth, summary)
+    return SplitResult(splits, accounts, pl.concat(item_owners), known, truth, summary)
 
 
 def write_split(result: SplitResult, out: Path | str) -> list[Path]:

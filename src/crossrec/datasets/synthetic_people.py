@@ -94,9 +94,8 @@ def make_population(
     """Draw persons until they hold exactly ``accounts`` accounts across ``platforms``."""
     size = platform_counts(accounts, platforms, single_fraction, rng)
     n = len(size)
-    # Topics without replacement, popular topics more often (Gumbel top-k).
-    keys = np.log(topic_weights)[None, :] + rng.gumbel(size=(n, len(topic_weights)))
-    topics = np.argsort(-keys, axis=1)[:, :MAX_TOPICS].astype(np.int16)
+    # Popular topics more often; a topic drawn twice simply weighs more.
+    topics = rng.choice(len(topic_weights), size=(n, MAX_TOPICS), p=topic_weights).astype(np.int16)
     follows = rng.integers(1, MAX_TOPICS + 1, size=n)
     w = rng.dirichlet(np.ones(MAX_TOPICS), size=n) * (
         np.arange(MAX_TOPICS)[None, :] < follows[:, None]
