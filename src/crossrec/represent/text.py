@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 MAX_TEXT_CHARS = 2_000
 #: Texts encoded between two cache writes: a crash loses at most this much work.
 ENCODE_CHUNK = 8_192
-#: Beyond this many shards the cache folds them into one on the next write.
+#: Beyond this many shards the cache folds them into one at the end of a run.
 MAX_SHARDS = 32
 CACHE_SUBDIR = Path("cache") / "text"
 
@@ -114,14 +114,22 @@ class EmbeddingCache:
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", encoder_name)[:60]
         digest = hashlib.sha256(encoder_name.encode()).hexdigest()[:12]
         self.directory = Path(directory) / f"{slug}-{digest}"
-        self._keys: np.ndarray | None = None  # sorted, (m,) S32
-        self._vectors: np.ndarray | None = None  # rows match _keys, (m, dim) float32
+        # Sorted keys (m,) S32 and their rows (m, dim); None until first read.
+        self._keys: np.ndarray | None = None
+        self._vectors: np.ndarray | None = None
+        # Written since the index was built; merged on the next read, so a run of writes costs
+        # no re-sorting of the whole cache per write.
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
 
     # -- reading -----------------------------------------------------------------------------
     def __len__(self) -> int:
-        self._load()
-        assert self._keys is not None
-        return int(self._keys.shape[0])
+        return int(self._index()[0].shape[0])
+
+    @property
+    def dim(self) -> int | None:
+        """Width of the cached vectors; None while the cache is empty."""
+        keys, vectors = self._index()
+        return int(vectors.shape[1]) if keys.shape[0] else None
 
     def get(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Look up ``keys`` (shape (n,), ``S32``).
@@ -132,42 +140,40 @@ class EmbeddingCache:
         vectors : np.ndarray, shape (found.sum(), dim), float32
             The cached rows of the found keys, in the order of ``keys``.
         """
-        self._load()
-        assert self._keys is not None and self._vectors is not None
-        if self._keys.shape[0] == 0 or keys.shape[0] == 0:
+        known, vectors = self._index()
+        if known.shape[0] == 0 or keys.shape[0] == 0:
             return np.zeros(keys.shape[0], dtype=bool), np.zeros((0, 0), dtype=np.float32)
-        pos = np.searchsorted(self._keys, keys)
-        pos = np.minimum(pos, self._keys.shape[0] - 1)
-        found = self._keys[pos] == keys
-        return found, np.asarray(self._vectors[pos[found]], dtype=np.float32)
+        pos = np.minimum(np.searchsorted(known, keys), known.shape[0] - 1)
+        found = known[pos] == keys
+        return found, vectors[pos[found]]
 
-    def _load(self) -> None:
-        if self._keys is not None:
-            return
-        keys: list[np.ndarray] = []
-        vectors: list[np.ndarray] = []
-        for shard in self._shards():
-            loaded = _read_shard(shard)
-            if loaded is not None:
-                keys.append(loaded[0])
-                vectors.append(loaded[1])
-        dims = {v.shape[1] for v in vectors}
+    def _index(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._keys is None or self._vectors is None:
+            parts = [p for p in map(_read_shard, self._shards()) if p is not None]
+            self._pending = []
+            self._build(parts)
+        elif self._pending:
+            parts = [(self._keys, self._vectors), *self._pending]
+            self._pending = []
+            self._build([p for p in parts if p[0].shape[0]])
+        assert self._keys is not None and self._vectors is not None
+        return self._keys, self._vectors
+
+    def _build(self, parts: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        dims = {v.shape[1] for _, v in parts}
         if len(dims) > 1:
             raise ModelError(
                 f"text cache {self.directory} mixes vector widths {sorted(dims)}",
                 hint="delete that folder; it is rebuilt on the next train",
             )
-        self._set(keys, vectors)
-
-    def _set(self, keys: list[np.ndarray], vectors: list[np.ndarray]) -> None:
-        if not keys:
+        if not parts:
             self._keys = np.zeros(0, dtype="S32")
             self._vectors = np.zeros((0, 0), dtype=np.float32)
             return
-        all_keys = np.concatenate(keys)
-        order = np.argsort(all_keys, kind="stable")
-        self._keys = all_keys[order]
-        self._vectors = np.concatenate(vectors)[order]
+        keys = np.concatenate([k for k, _ in parts])
+        order = np.argsort(keys, kind="stable")
+        self._keys = keys[order]
+        self._vectors = np.concatenate([v for _, v in parts])[order]
 
     def _shards(self) -> list[Path]:
         if not self.directory.is_dir():
@@ -179,34 +185,39 @@ class EmbeddingCache:
         """Store ``vectors`` (shape (n, dim), float32) under ``keys`` (shape (n,), ``S32``)."""
         if keys.shape[0] == 0:
             return
+        keys = np.asarray(keys, dtype="S32")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        self._load()
-        assert self._keys is not None and self._vectors is not None
-        if self._keys.shape[0] and self._vectors.shape[1] != vectors.shape[1]:
+        if keys.shape[0] != vectors.shape[0] or vectors.ndim != 2:
+            raise ValueError(f"{keys.shape[0]} keys for vectors of shape {vectors.shape}")
+        widths = {v.shape[1] for _, v in self._pending}
+        if self._keys is not None and self._keys.shape[0] and self._vectors is not None:
+            widths.add(self._vectors.shape[1])
+        if widths - {vectors.shape[1]}:
             raise ModelError(
-                f"text cache {self.directory} holds {self._vectors.shape[1]}-dim vectors, "
+                f"text cache {self.directory} holds {sorted(widths)}-dim vectors, "
                 f"got {vectors.shape[1]}",
                 hint="delete that folder; it is rebuilt on the next train",
             )
         self._write_shard(keys, vectors)
-        if self._keys.shape[0]:
-            self._set([self._keys, keys], [self._vectors, vectors])
-        else:
-            self._set([keys], [vectors])
-        if len(self._shards()) > MAX_SHARDS:
-            self.compact()
+        if self._keys is not None:  # not yet read: the next read finds the shard on disk
+            self._pending.append((keys, vectors))
 
-    def compact(self) -> None:
-        """Fold every shard into one (old shards are removed only after the new one exists)."""
+    def compact(self, max_shards: int = MAX_SHARDS) -> None:
+        """Fold every shard into one when there are more than ``max_shards``.
+
+        The new shard exists before the old ones are removed, so a crash in between leaves
+        duplicates (harmless), never a gap.
+        """
         old = self._shards()
-        self._load()
-        assert self._keys is not None and self._vectors is not None
-        if len(old) <= 1:
+        if len(old) <= max(max_shards, 1):
             return
-        keys, first = np.unique(self._keys, return_index=True)
-        self._write_shard(keys, self._vectors[first])
+        self._keys = self._vectors = None  # re-read from disk: what other writers added too
+        known, vectors = self._index()
+        keys, first = np.unique(known, return_index=True)
+        self._write_shard(keys, vectors[first])
         for shard in old:
             shutil.rmtree(shard, ignore_errors=True)
+        self._keys, self._vectors = keys, vectors[first]
 
     def _write_shard(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -459,6 +470,8 @@ def embed_items(
             cache.put(keys[chunk], out)
         task.advance(len(chunk))
     task.done()
+    if cache is not None and len(todo):
+        cache.compact()
 
     has_text = text_row >= 0
     rows = np.zeros((len(texts), encoder.dim), dtype=np.float32)
