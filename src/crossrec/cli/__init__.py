@@ -12,9 +12,10 @@ app = new_app(
 
 
 def _register() -> None:
-    from crossrec.cli import datasets, demo, ingest
+    from crossrec.cli import datasets, demo, ingest, train
 
     ingest.register(app)
+    train.register(app)
     datasets.register(app)
     demo.register(app)
 
