@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option("--seed", help="Seed of the data split.")] = 42,
         json_out: JsonOpt = False,
     ) -> None:
-        """Build a two-platform MovieLens split, ingest it, and print what was done."""
+        """Build a two-platform MovieLens split, ingest it, train, and print what was done."""
         from crossrec.cli.progress import rich_progress
         from crossrec.demo import run_demo
 
@@ -36,6 +36,11 @@ def register(app: typer.Typer) -> None:
         for name, s in summary["stats"]["platforms"].items():
             table.add_row(name, f"{s['accounts']:,}", f"{s['items']:,}", f"{s['events']:,}")
         out.print(table)
+        m = summary["model"]
+        out.print(
+            f"model {m['version']}: {m['text_items']:,} items embedded, "
+            f"{m['sequence_epochs']} sequence epochs, trained in {m['seconds']} s"
+        )
         st = summary["stats"]
         out.print(
             f"known links: {st['known_links']:,}   quarantined: {st['quarantined']:,}   "
