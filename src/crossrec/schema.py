@@ -110,6 +110,31 @@ INGEST_LOG = Table(
         ("ingested_at", "TIMESTAMPTZ NOT NULL"),
     ),
 )
+LINKS = Table(
+    "links",
+    (
+        ("platform_a", "VARCHAR NOT NULL"),
+        ("account_a", "VARCHAR NOT NULL"),
+        ("platform_b", "VARCHAR NOT NULL"),
+        ("account_b", "VARCHAR NOT NULL"),
+        ("probability", "DOUBLE NOT NULL"),
+        ("rank", "INTEGER NOT NULL"),  # rank of b among a's candidates on platform_b
+        ("evidence", "JSON"),  # the strongest signals of the decision
+        ("source", "VARCHAR NOT NULL"),  # matcher | identifier
+        ("model_version", "VARCHAR NOT NULL"),
+    ),
+    ("platform_a", "account_a", "platform_b", "account_b"),
+)
+PERSONS = Table(
+    "persons",
+    (
+        ("platform", "VARCHAR NOT NULL"),
+        ("account", "VARCHAR NOT NULL"),
+        ("person", "BIGINT NOT NULL"),
+        ("model_version", "VARCHAR NOT NULL"),
+    ),
+    ("platform", "account"),
+)
 META = Table("meta", (("key", "VARCHAR PRIMARY KEY"), ("value", "VARCHAR NOT NULL")))
 
 CANONICAL_TABLES: tuple[Table, ...] = (
@@ -119,6 +144,8 @@ CANONICAL_TABLES: tuple[Table, ...] = (
     ACCOUNTS,
     ACCOUNT_IDENTIFIERS,
     KNOWN_LINKS,
+    LINKS,
+    PERSONS,
     INGEST_LOG,
 )
 

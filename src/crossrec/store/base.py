@@ -92,6 +92,10 @@ class Store(ABC):
         """Insert links (stored with the lexicographically smaller side as ``a``)."""
 
     @abstractmethod
+    def replace_links(self, links: pa.Table, persons: pa.Table) -> None:
+        """Replace the asserted links and the identity graph (persons) in one transaction."""
+
+    @abstractmethod
     def refresh_accounts(self, platform: str, *, since_seq: int = 0) -> None:
         """Update ``accounts`` (first/last seen) of ``platform`` from events with
         ``seq >= since_seq``."""

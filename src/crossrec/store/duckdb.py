@@ -43,6 +43,9 @@ class DuckDBStore(Store):
         if create:
             self._create()
         self._check_version()
+        if not read_only:
+            for table in schema.CANONICAL_TABLES:
+                self.con.execute(table.ddl())
 
     # -- lifecycle -------------------------------------------------------------------------
     def _create(self) -> None:
@@ -193,6 +196,20 @@ class DuckDBStore(Store):
             finally:
                 self.con.unregister("_staged_rows")
         return WriteResult(table.num_rows, inserted)
+
+    def replace_links(self, links: pa.Table, persons: pa.Table) -> None:
+        with self.transaction():
+            for target, table in ((schema.LINKS, links), (schema.PERSONS, persons)):
+                cols = target.column_names
+                self.con.execute(f"DELETE FROM {target.name}")
+                self.con.register("_staged_graph", table.select(cols))
+                try:
+                    self.con.execute(
+                        f"INSERT INTO {target.name} ({', '.join(cols)}) "
+                        f"SELECT {', '.join(cols)} FROM _staged_graph"
+                    )
+                finally:
+                    self.con.unregister("_staged_graph")
 
     def refresh_accounts(self, platform: str, *, since_seq: int = 0) -> None:
         with self.transaction():
