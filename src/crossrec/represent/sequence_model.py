@@ -11,6 +11,7 @@ linked accounts are pulled together with the same loss.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -137,17 +138,22 @@ def next_item_loss(
     targets: torch.Tensor,
     reprs: torch.Tensor,
     candidates: torch.Tensor,
+    correction: torch.Tensor,
     temperature: float,
 ) -> torch.Tensor:
-    """InfoNCE of hidden states ``(P, dim)`` against their next items.
+    """Sampled-softmax InfoNCE of hidden states ``(P, dim)`` against their next items.
 
-    ``targets`` ``(P,)`` and ``candidates`` ``(K,)`` index rows of ``reprs`` ``(N, dim)``; a
-    candidate equal to a row's own target is not a negative for that row.
+    ``targets`` ``(P,)`` and ``candidates`` ``(K,)`` index rows of ``reprs`` ``(N, dim)``.
+    Negatives drawn from the batch's own targets come with the popularity of the catalogue;
+    ``correction`` ``(K,)`` = log(times drawn / (draws * item frequency)) turns their sum into
+    an estimate of the full softmax over all items (logQ correction), so that popular items
+    are not pushed down merely for being drawn often. A candidate equal to a row's own target
+    is not a negative for that row.
     """
     h = F.normalize(hidden, dim=-1)
     table = F.normalize(reprs, dim=-1)
     pos = (h * table[targets]).sum(-1) / temperature
-    neg = (h @ table[candidates].T) / temperature
+    neg = (h @ table[candidates].T) / temperature + correction[None, :]
     neg = neg.masked_fill(candidates[None, :] == targets[:, None], float("-inf"))
     return (torch.logsumexp(torch.cat([pos[:, None], neg], dim=1), dim=1) - pos).mean()
 
@@ -199,6 +205,40 @@ def length_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+class Adam:
+    """Plain Adam (Kingma & Ba, 2015), as ``torch.optim.Adam`` with default settings.
+
+    ``torch.optim`` optimizers import ``torch._dynamo`` (and sympy) on first use: seconds of
+    start-up and ~100 MB for a model that never compiles. This loop over a dozen tensors
+    costs nothing next to the forward pass.
+    """
+
+    def __init__(
+        self, params: list[nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999)
+    ) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, self.betas, self.eps, self.t = lr, betas, 1e-8, 0
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        b1, b2 = self.betas
+        step = self.lr / (1 - b1**self.t)
+        bias2 = math.sqrt(1 - b2**self.t)
+        for p, m, v in zip(self.params, self.m, self.v, strict=True):
+            if p.grad is None:
+                continue
+            m.mul_(b1).add_(p.grad, alpha=1 - b1)
+            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            p.addcdiv_(m, v.sqrt().div_(bias2).add_(self.eps), value=-step)
+
+
 @dataclass
 class TrainSet:
     """What one training run sees: windows and link pairs (account indices ``(n, 2)``)."""
@@ -219,13 +259,17 @@ class Trainer:
         feats: ItemFeatures,
         config: SequenceConfig,
         *,
+        item_counts: np.ndarray,
         rng: np.random.Generator,
         n_negatives: int,
     ) -> None:
         self.net, self.feats, self.config = net, feats, config
         self.rng = rng
         self.n_negatives = n_negatives
-        self.opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+        # log frequency of each token row (row 0, padding, never a target).
+        freq = np.concatenate([[1.0], item_counts / item_counts.sum()])
+        self.log_freq = torch.from_numpy(np.log(freq).astype(np.float32))
+        self.opt = Adam(list(net.parameters()), lr=config.learning_rate)
 
     def _reprs(self, rows: torch.Tensor) -> torch.Tensor:
         return self.feats.reprs(self.net, rows)
@@ -239,11 +283,13 @@ class Trainer:
         hidden = self.net.encode(reprs[inv])
         mask = rows[:, 1:] != 0
         targets = inv[:, 1:][mask]
-        cand = torch.unique(targets)
-        if len(cand) > self.n_negatives:
-            pick = rng.choice(len(cand), self.n_negatives, replace=False)
-            cand = cand[torch.from_numpy(np.sort(pick))]
-        return next_item_loss(hidden[:, :-1][mask], targets, reprs, cand, self.config.temperature)
+        # In-batch negatives: draws from the batch's targets, i.e. by popularity.
+        draws = torch.from_numpy(rng.integers(0, len(targets), size=self.n_negatives))
+        cand, times = torch.unique(targets[draws], return_counts=True)
+        correction = torch.log(times / self.n_negatives) - self.log_freq[uniq[cand]]
+        return next_item_loss(
+            hidden[:, :-1][mask], targets, reprs, cand, correction, self.config.temperature
+        )
 
     def _link_loss(self, ts: TrainSet, pairs: np.ndarray) -> torch.Tensor:
         both = np.concatenate([pairs[:, 0], pairs[:, 1]])
@@ -302,7 +348,7 @@ class Trainer:
                     lloss = self._link_loss(ts, pairs)
                     link_sum += float(lloss.detach())
                     loss = loss + cfg.link_weight * lloss
-                self.opt.zero_grad(set_to_none=True)
+                self.opt.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
                 self.opt.step()
