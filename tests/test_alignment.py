@@ -150,9 +150,14 @@ def test_movielens_copies_align_to_the_same_movie(n: int) -> None:
     assert p_fwd >= 0.9 and p_back >= 0.9
 
 
+#: Precision@1 floors on the full catalogue; measured (worse direction): minilm 0.98,
+#: multilingual 0.90, static 0.92.
+FULL_CATALOGUE_FLOOR = {"minilm": 0.95, "multilingual": 0.85, "static": 0.85}
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not MOVIES.is_dir(), reason="shared MovieLens data not present")
-@pytest.mark.parametrize("spec", ["minilm", "multilingual"])
+@pytest.mark.parametrize("spec", sorted(FULL_CATALOGUE_FLOOR))
 def test_movielens_full_catalogue_alignment(spec: str) -> None:
     from crossrec.represent.encoders import load_encoder
 
@@ -160,4 +165,4 @@ def test_movielens_full_catalogue_alignment(spec: str) -> None:
     emb = embed_items(table, load_encoder(spec))
     p_fwd, p_back = precision_at_1(align_items(emb, k=5), truth)
     print(f"MovieLens all movies, {spec}: precision@1 mlx->ml {p_fwd:.4f}, ml->mlx {p_back:.4f}")
-    assert p_fwd >= 0.9 and p_back >= 0.9
+    assert min(p_fwd, p_back) >= FULL_CATALOGUE_FLOOR[spec]

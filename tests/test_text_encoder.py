@@ -130,10 +130,11 @@ def test_local_sentence_transformers_directory_loads(
 @pytest.mark.parametrize(
     ("title", "text", "category", "expected"),
     [
-        ("Toy Story (1995)", None, "Adventure|Animation", "Toy Story (1995). Adventure, Animation"),
-        ("Heat", "A  heist\nthriller.", "", "Heat. A heist thriller."),
-        ("Dr.", None, "Drama", "Dr. Drama"),
-        (None, None, "Jazz", "Jazz"),
+        ("Toy Story (1995)", None, "Adventure|Animation", "toy story (1995). adventure, animation"),
+        ("TOY STORY (1995)", None, "Adventure|Animation", "toy story (1995). adventure, animation"),
+        ("Heat", "A  heist\nthriller.", "", "heat. a heist thriller."),
+        ("Dr.", None, "Drama", "dr. drama"),
+        (None, None, "Jazz", "jazz"),
         (None, "  ", None, None),
         (None, None, None, None),
         ("", "", "|", None),
@@ -216,10 +217,10 @@ def test_changed_text_alone_is_encoded_again(tmp_path: Path) -> None:
     changed[("shop", "s2")] = "Aliens"
     enc2 = CountingEncoder()
     out = embed_items(items_table(changed), enc2, EmbeddingCache(tmp_path, enc2.name))
-    assert enc2.calls == [["Aliens. Drama"]]
+    assert enc2.calls == [["aliens. drama"]]
     assert (out.encoded, out.cached) == (1, 3)
     row = out.lookup("shop", ["s2"])[0]
-    np.testing.assert_allclose(out.vectors[row], enc.encode(["Aliens. Drama"])[0])
+    np.testing.assert_allclose(out.vectors[row], enc.encode(["aliens. drama"])[0])
 
 
 def test_cache_is_per_encoder(tmp_path: Path) -> None:
