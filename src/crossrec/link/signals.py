@@ -72,8 +72,6 @@ PAIR_CHUNK = 65_536
 #: Rarest items per account kept for the aligned-item overlap: rare items carry the evidence
 #: and the cap bounds the sparse work per pair.
 OVERLAP_MAX_ITEMS = 64
-#: Default similarity an aligned item pair needs (``link.align_min_similarity`` overrides it).
-ALIGN_MIN_SIMILARITY = 0.8
 
 
 def compute_signals(
@@ -232,7 +230,7 @@ def _overlap_items(ctx: LinkContext, platform: str) -> sp.csr_matrix:
 def _align_matrix(ctx: LinkContext, src: str, dst: str) -> sp.csr_matrix | None:
     if (src, dst) not in ctx.alignment:
         return None
-    threshold = getattr(ctx.config.link, "align_min_similarity", ALIGN_MIN_SIMILARITY)
+    threshold = ctx.config.link.align_min_similarity
     result: sp.csr_matrix = ctx.cached(
         ("align", src, dst, threshold), lambda: ctx.alignment[(src, dst)].matrix(threshold)
     )
