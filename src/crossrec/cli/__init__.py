@@ -12,10 +12,11 @@ app = new_app(
 
 
 def _register() -> None:
-    from crossrec.cli import datasets, demo, ingest, train
+    from crossrec.cli import datasets, demo, ingest, link, train
 
     ingest.register(app)
     train.register(app)
+    link.register(app)
     datasets.register(app)
     demo.register(app)
 

@@ -139,6 +139,21 @@ def baseline_metrics(
 ) -> dict[str, Any]:
     """Metrics of a scorer that is the cosine of ``query_vectors[a]`` (default ``vectors``)
     with ``vectors[b]`` over the whole population of b's platform."""
+    ranks, predicted = baseline_parts(
+        vectors, truth, platform_code, in_population, query_vectors=query_vectors
+    )
+    return _summary(ranks, predicted, truth)
+
+
+def baseline_parts(
+    vectors: np.ndarray,
+    truth: Truth,
+    platform_code: np.ndarray,
+    in_population: np.ndarray,
+    *,
+    query_vectors: np.ndarray | None = None,
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Ranks of the truth pairs and the mutual-best pairs of a cosine scorer."""
     q_vecs = vectors if query_vectors is None else query_vectors
     ranks = np.empty(len(truth.a), dtype=np.float64)
     pred_a: list[np.ndarray] = []
@@ -150,7 +165,8 @@ def baseline_metrics(
         for start in range(0, len(sel), _CHUNK):
             s = sel[start : start + _CHUNK]
             scores = _unit(q_vecs[truth.a[s]]) @ xb.T
-            true = np.einsum("ij,ij->i", _unit(q_vecs[truth.a[s]]), _unit(vectors[truth.b[s]]))
+            col = np.searchsorted(pop_b, truth.b[s])  # the truth is in the population
+            true = scores[np.arange(len(s)), col]
             greater = (scores > true[:, None]).sum(axis=1)
             equal = (scores == true[:, None]).sum(axis=1)
             ranks[s] = greater + (equal + 1) / 2.0  # the truth is in the population: equal ≥ 1
@@ -164,7 +180,7 @@ def baseline_metrics(
         if pred_a
         else (np.empty(0, np.int64), np.empty(0, np.int64))
     )
-    return _summary(ranks, predicted, truth)
+    return ranks, predicted
 
 
 def _mutual_best(xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -187,3 +203,84 @@ def _unit(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     n = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
+
+
+def evaluate_link(ws: Workspace, truth_path: Path, *, seed: int | None = None) -> dict[str, Any]:
+    """Metrics of the current model's links against ``truth_path``, with baselines."""
+    from crossrec.link.context import LinkContext
+    from crossrec.link.mapping import apply_linear, ridge_map
+    from crossrec.link.pipeline import LINK_DIR
+    from crossrec.models import ModelRegistry
+
+    model_dir = ModelRegistry(ws.models_dir).path()
+    link_dir = model_dir / LINK_DIR
+    if not (link_dir / "candidates.npz").is_file():
+        from crossrec.errors import ModelError
+
+        raise ModelError(
+            f"model {model_dir.name} has no linkage results", hint="run `crossrec link` first"
+        )
+    seed = ws.config.train.seed if seed is None else seed
+    ctx = LinkContext.load(model_dir, ws.store, ws.config)
+    profiles = ctx.profiles
+    truth = read_truth(ws, profiles, Path(truth_path))
+    code = ctx.platform_code.astype(np.int64)
+    in_pop = np.ones(len(profiles), dtype=bool)
+    in_pop[ctx.link_a] = False
+    in_pop[ctx.link_b] = False
+    n_pop = np.bincount(code[in_pop], minlength=len(ctx.platforms)).astype(np.int64)
+    cands = np.load(link_dir / "candidates.npz", allow_pickle=False)
+    ranks = system_ranks(
+        cands["a_rows"], cands["b_rows"], cands["probability"], truth, code, in_pop, n_pop
+    )
+    asserted = cands["asserted"] & in_pop[cands["a_rows"]] & in_pop[cands["b_rows"]]
+    doc = _summary(ranks, (cands["a_rows"][asserted], cands["b_rows"][asserted]), truth)
+
+    baselines: dict[str, Any] = {}
+    rng = np.random.default_rng(seed)
+    baselines["random"] = baseline_metrics(
+        rng.standard_normal((len(profiles), 32)).astype(np.float32), truth, code, in_pop
+    )
+    if profiles.has_text.any():
+        baselines["text_mean"] = baseline_metrics(profiles.text, truth, code, in_pop)
+    baselines["cf_mapping"] = _cf_mapping_baseline(
+        ctx, truth, code, in_pop, ridge_map, apply_linear
+    )
+    doc["baselines"] = baselines
+    return doc
+
+
+def _cf_mapping_baseline(
+    ctx: Any,
+    truth: Truth,
+    code: np.ndarray,
+    in_pop: np.ndarray,
+    ridge_map: Any,
+    apply_linear: Any,
+) -> dict[str, Any]:
+    """Ridge map between per-platform ALS spaces learned from the known links, per ordered
+    platform pair of the truth."""
+    profiles = ctx.profiles
+    ranks = np.empty(len(truth.a), dtype=np.float64)
+    pred_a: list[np.ndarray] = []
+    pred_b: list[np.ndarray] = []
+    pairs = sorted({(int(x), int(y)) for x, y in zip(code[truth.a], code[truth.b], strict=True)})
+    for pa_code, pb_code in pairs:
+        sel = np.flatnonzero((code[truth.a] == pa_code) & (code[truth.b] == pb_code))
+        la, lb = ctx.link_a, ctx.link_b
+        fwd = (code[la] == pa_code) & (code[lb] == pb_code)
+        bwd = (code[la] == pb_code) & (code[lb] == pa_code)
+        src = np.concatenate([la[fwd], lb[bwd]])
+        dst = np.concatenate([lb[fwd], la[bwd]])
+        mapped = np.zeros((len(profiles), profiles.cf.shape[1]), dtype=np.float32)
+        if len(src) >= 2:  # with fewer anchors the map is undefined: all scores tie
+            w = ridge_map(profiles.cf[src], profiles.cf[dst], alpha=1.0)
+            rows_a = np.flatnonzero(code == pa_code)
+            mapped[rows_a] = apply_linear(profiles.cf[rows_a], w)
+        r, (pa_rows, pb_rows) = baseline_parts(
+            profiles.cf, Truth(truth.a[sel], truth.b[sel]), code, in_pop, query_vectors=mapped
+        )
+        ranks[sel] = r
+        pred_a.append(pa_rows)
+        pred_b.append(pb_rows)
+    return _summary(ranks, (np.concatenate(pred_a), np.concatenate(pred_b)), truth)

@@ -1,0 +1,127 @@
+"""``link``, ``links``, ``similar`` and ``evaluate link``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from crossrec.cli.common import JsonOpt, WorkspaceOpt, err, new_app, open_workspace, out, print_json
+
+PlatformOpt = Annotated[str, typer.Option("--platform", help="The account's platform.")]
+AccountOpt = Annotated[str, typer.Option("--account", help="The account's raw id.")]
+
+
+def _fmt(v: Any) -> str:
+    return "—" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def link(workspace: WorkspaceOpt = Path("."), json_out: JsonOpt = False) -> None:
+        """Link accounts of the same person across platforms (current model)."""
+        from crossrec.cli.progress import rich_progress
+        from crossrec.link.pipeline import run_link
+
+        with open_workspace(workspace) as ws, rich_progress() as progress:
+            summary = run_link(ws, progress=progress)
+        err.print(
+            f"{summary['asserted_links']:,} links asserted from {summary['candidate_pairs']:,} "
+            f"candidate pairs (threshold {_fmt(summary['threshold'])}, held-out precision "
+            f"{_fmt(summary['heldout_precision'])}); {summary['persons']:,} persons",
+            highlight=False,
+        )
+        if summary["reason"]:
+            err.print(f"note: {summary['reason']}", highlight=False)
+        if json_out:
+            print_json(summary)
+
+    @app.command()
+    def links(
+        platform: PlatformOpt,
+        account: AccountOpt,
+        workspace: WorkspaceOpt = Path("."),
+        json_out: JsonOpt = False,
+    ) -> None:
+        """The person's accounts on every platform, with probabilities and evidence."""
+        from crossrec.link.query import person_links
+
+        with open_workspace(workspace) as ws:
+            doc = person_links(ws, platform, account)
+        if json_out:
+            print_json(doc)
+            return
+        out.print(
+            f"person {doc['person'] if doc['person'] is not None else '(not linked)'}: "
+            + ", ".join(f"{a['platform']}:{a['account']}" for a in doc["accounts"])
+        )
+        table = Table()
+        for col in ("from", "to", "probability", "source", "evidence"):
+            table.add_column(col, overflow="fold")
+        for e in doc["links"]:
+            table.add_row(
+                f"{e['platform_a']}:{e['account_a']}",
+                f"{e['platform_b']}:{e['account_b']}",
+                _fmt(e["probability"]),
+                e["source"],
+                "; ".join(
+                    f"{x.get('why', x.get('signal'))} ({x.get('value', 0):.2f})"
+                    for x in e["evidence"]
+                ),
+            )
+        out.print(table)
+
+    @app.command()
+    def similar(
+        platform: PlatformOpt,
+        account: AccountOpt,
+        on: Annotated[str, typer.Option("--on", help="Platform to search.")],
+        workspace: WorkspaceOpt = Path("."),
+        k: Annotated[int, typer.Option("-k", help="How many accounts.")] = 10,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """The most similar accounts on another platform (similar people, not the same one)."""
+        from crossrec.link.query import similar_accounts
+
+        with open_workspace(workspace) as ws:
+            doc = similar_accounts(ws, platform, account, on, k)
+        if json_out:
+            print_json(doc)
+            return
+        table = Table(title=f"accounts on {on} like {platform}:{account}")
+        for col in ("account", "similarity", "top categories"):
+            table.add_column(col)
+        for s in doc["similar"]:
+            table.add_row(s["account"], f"{s['similarity']:.3f}", ", ".join(s["top_categories"]))
+        out.print(table)
+
+    evaluate = new_app("Evaluate linkage and recommendation against held-out truth.")
+    app.add_typer(evaluate, name="evaluate")
+
+    @evaluate.command("link")
+    def evaluate_link(
+        truth: Annotated[
+            Path, typer.Option("--truth", help="CSV: platform_a,account_a,platform_b,account_b.")
+        ],
+        workspace: WorkspaceOpt = Path("."),
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Hits@1, Hits@10, MRR, precision, recall, F1 against truth, beside baselines."""
+        from crossrec.evaluate.link_eval import KEYS
+        from crossrec.evaluate.link_eval import evaluate_link as run
+
+        with open_workspace(workspace) as ws:
+            doc = run(ws, truth)
+        if json_out:
+            print_json(doc)
+            return
+        table = Table(title=f"linkage against {truth} ({doc['n_truth']:,} truth pairs)")
+        table.add_column("method")
+        for key in KEYS:
+            table.add_column(key, justify="right")
+        table.add_row("crossrec", *[_fmt(doc[k]) for k in KEYS])
+        for name, b in doc["baselines"].items():
+            table.add_row(name, *[_fmt(b[k]) for k in KEYS])
+        out.print(table)
