@@ -68,6 +68,7 @@ def test_hnsw_recall_is_measured_and_high(
 ) -> None:
     vectors, ids, index = hnsw_data
     assert isinstance(index, HNSWIndex)
+    assert len(index) == len(vectors) and set(index.ids.tolist()) == set(ids.tolist())
     assert index.metadata["recall_queries"] == 300
     assert index.metadata["recall_at_10"] >= 0.9
     # The reported figure is what a caller measures independently.
