@@ -154,7 +154,8 @@ def _charge(entry: list[Any], t0: tuple[float, float]) -> None:
 
 
 class PhaseLog:
-    """Nested timed spans: ``[depth, label, wall s, cpu s]`` in start order."""
+    """Nested timed spans ``[depth, label, wall s, cpu s, peak RSS MiB at its end]`` in start
+    order: the span where the peak jumps is the one that holds the memory."""
 
     def __init__(self) -> None:
         self.spans: list[list[Any]] = []
@@ -162,7 +163,7 @@ class PhaseLog:
 
     @contextmanager
     def span(self, label: str) -> Iterator[None]:
-        entry: list[Any] = [self._depth, label, 0.0, 0.0]
+        entry: list[Any] = [self._depth, label, 0.0, 0.0, None]
         self.spans.append(entry)
         self._depth += 1
         t0 = _clock()
@@ -170,6 +171,7 @@ class PhaseLog:
             yield
         finally:
             _charge(entry, t0)
+            entry[4] = _status_mb("VmHWM")
             self._depth -= 1
 
 
@@ -228,7 +230,7 @@ class TimedConnection:
 
     def _timed_reader(self, reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
         """Time the pulls of a batch stream: the staging query's own share of the copy."""
-        entry: list[Any] = [0, "pulling batches from the staging query", 0.0, 0.0]
+        entry: list[Any] = [0, "pulling batches from the staging query", 0.0, 0.0, None]
         self._pending = entry
 
         def batches() -> Iterator[pa.RecordBatch]:
@@ -361,7 +363,7 @@ def _step_crossrec(
         "reasons": summary.reasons,
         "events_added": after - before,
         "events_in_store": after,
-        "phases": [[d, label, round(w, 3), round(c, 3)] for d, label, w, c in log.spans],
+        "phases": [[d, label, round(w, 3), round(c, 3), hwm] for d, label, w, c, hwm in log.spans],
     }
 
 
@@ -439,11 +441,12 @@ def _phase_table(r: dict[str, Any]) -> str:
             f"{100 * w / wall:.0f}%" if wall else "-",
             f"{c:.2f}",
             f"{100 * c / cpu:.0f}%" if cpu else "-",
+            "" if hwm is None else f"{hwm:,.0f}",
         ]
-        for depth, label, w, c in r["phases"]
+        for depth, label, w, c, hwm in r["phases"]
         if w >= 0.005 or depth == 0
     ]
-    return _table(rows, ["phase", "wall s", "share", "cpu s", "share"])
+    return _table(rows, ["phase", "wall s", "share", "cpu s", "share", "peak RSS MiB"])
 
 
 def _ratios(res: dict[str, Any], key: str) -> dict[str, float]:
