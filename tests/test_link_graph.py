@@ -1,4 +1,4 @@
-"""Identity graph: persons as connected components, size cap, platform conflicts."""
+"""Who links to whom: one-to-one assignment, the precision threshold and the identity graph."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from crossrec.errors import InputError
+from crossrec.link import assign
+from crossrec.link.assign import AssignMethod, one_to_one, threshold_for_precision
 from crossrec.link.graph import components, platform_conflicts, raw_components
 
 
@@ -72,3 +74,111 @@ def test_platform_conflicts_finds_two_accounts_of_one_platform() -> None:
     # Withheld rows (-1) are not persons and never conflict.
     capped = components(7, np.array([0, 1, 2, 4]), np.array([1, 2, 3, 5]), max_size=3)
     assert platform_conflicts(capped.component, platform).components.size == 0
+
+
+# -- assignment: one account per platform per person ---------------------------------------------
+# Cinema rows 0, 1, 2 against stream rows 10, 11, 12.
+A = np.array([0, 0, 1, 1, 2, 2])
+B = np.array([10, 11, 10, 11, 12, 11])
+S = np.array([0.9, 0.8, 0.85, 0.3, 0.2, 0.5])
+PA = np.array(["cinema"] * 6)
+PB = np.array(["stream"] * 6)
+
+
+def test_mutual_best_known_answer() -> None:
+    # 0 and 10 are each other's best. 1's best is 10 (taken by 0), 2's best is 11 whose best
+    # is 0, and 12's best is 2 but 2 prefers 11: only (0, 10) is mutual.
+    keep = one_to_one(A, B, S, PA, PB)
+    assert keep.tolist() == [True, False, False, False, False, False]
+
+
+def test_hungarian_known_optimum() -> None:
+    # (0,11) + (1,10) + (2,12) = 1.85 beats (0,10) + (1,11) + (2,12) = 1.4.
+    keep = one_to_one(A, B, S, PA, PB, method="hungarian")
+    assert keep.tolist() == [False, True, True, False, True, False]
+
+
+@pytest.mark.parametrize("method", ["mutual_best", "hungarian"])
+def test_assignment_ignores_pair_order_and_breaks_ties_by_row(method: AssignMethod) -> None:
+    a = np.array([0, 0, 1, 1])
+    b = np.array([10, 11, 10, 11])
+    s = np.full(4, 0.5)  # all tied
+    keep = one_to_one(a, b, s, np.zeros(4, int), np.ones(4, int), method=method)
+    perm = np.array([3, 1, 2, 0])
+    keep_perm = one_to_one(
+        a[perm], b[perm], s[perm], np.zeros(4, int), np.ones(4, int), method=method
+    )
+    assert np.array_equal(keep[perm], keep_perm)
+    if method == "mutual_best":  # smallest partner row wins at both ends
+        assert keep.tolist() == [True, False, False, False]
+
+
+def test_reversed_duplicates_keep_once_and_platforms_pair_separately() -> None:
+    a = np.array([0, 10, 0, 20])
+    b = np.array([10, 0, 20, 10])
+    s = np.array([0.9, 0.9, 0.8, 0.7])
+    pa = np.array(["cinema", "stream", "cinema", "shop"])
+    pb = np.array(["stream", "cinema", "shop", "stream"])
+    keep = one_to_one(a, b, s, pa, pb)
+    # (0,10) once; (0,20) is cinema-shop, (20,10) shop-stream: other platform pairs, kept.
+    assert keep.tolist() == [True, False, True, True]
+
+
+def test_assignment_refuses_pairs_within_one_platform() -> None:
+    with pytest.raises(InputError):
+        one_to_one(np.array([0]), np.array([1]), np.array([0.5]), np.array(["x"]), np.array(["x"]))
+    with pytest.raises(InputError):
+        one_to_one(A, B, S, PA, PB, method="greedy")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dense", [True, False])
+@pytest.mark.parametrize("seed", range(6))
+def test_hungarian_equals_networkx_optimum(
+    seed: int, dense: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not dense:  # force the sparse solver on every block
+        monkeypatch.setattr(assign, "DENSE_CELLS", 0)
+    rng = np.random.default_rng(seed)
+    na, nb, e = int(rng.integers(2, 15)), int(rng.integers(2, 15)), int(rng.integers(1, 60))
+    a, b = rng.integers(0, na, e), rng.integers(0, nb, e) + 100
+    s = rng.random(e).round(2)
+    g = nx.Graph()
+    for x, y, w in zip(a.tolist(), b.tolist(), s.tolist(), strict=True):
+        if not g.has_edge(x, y) or g[x][y]["weight"] < w:
+            g.add_edge(x, y, weight=w)
+    optimum = sum(g[x][y]["weight"] for x, y in nx.max_weight_matching(g))
+    keep = one_to_one(a, b, s, np.zeros(e, int), np.ones(e, int), method="hungarian")
+    assert len(set(a[keep].tolist())) == keep.sum() == len(set(b[keep].tolist()))
+    assert s[keep].sum() == pytest.approx(optimum)
+    mutual = one_to_one(a, b, s, np.zeros(e, int), np.ones(e, int))
+    assert len(set(a[mutual].tolist())) == mutual.sum() == len(set(b[mutual].tolist()))
+
+
+# -- threshold for a precision -------------------------------------------------------------------
+SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+LABELS = np.array([1, 1, 0, 1, 0], dtype=bool)
+
+
+def test_threshold_known_answers() -> None:
+    # Precision by cut: 1, 1, 2/3, 3/4, 3/5. The lowest threshold reaching 0.75 is 0.6.
+    assert threshold_for_precision(SCORES, LABELS, 0.75) == (0.6, 0.75, 1.0, None)
+    assert threshold_for_precision(SCORES, LABELS, 0.95) == (0.8, 1.0, pytest.approx(2 / 3), None)
+    # A known link missed by the candidates still counts against recall.
+    assert threshold_for_precision(SCORES, LABELS, 0.75, n_positives=4).recall == 0.75
+
+
+def test_threshold_cuts_only_between_distinct_scores() -> None:
+    choice = threshold_for_precision(np.array([0.9, 0.9, 0.5]), np.array([1, 0, 1]), 0.6)
+    # Both 0.9 pairs are predicted together: precision 1/2 < 0.6; at 0.5: 2/3 >= 0.6.
+    assert choice.threshold == 0.5
+
+
+def test_threshold_unreachable_says_why() -> None:
+    choice = threshold_for_precision(np.array([0.9, 0.8]), np.array([0, 1]), 0.9)
+    assert choice.threshold is None
+    assert choice.precision == 0.5 and choice.recall == 1.0
+    assert choice.reason is not None
+    assert "held-out precision at best 0.500 < target 0.900" in choice.reason
+    assert "too weak to assert links" in choice.reason
+    empty = threshold_for_precision(np.zeros(0), np.zeros(0, bool), 0.9)
+    assert empty.threshold is None and "no held-out known links" in (empty.reason or "")
