@@ -12,7 +12,7 @@ import pytest
 from crossrec.config import SequenceConfig
 from crossrec.errors import InputError, ModelError, NotFoundError
 from crossrec.represent.sequence import SequenceEncoder
-from crossrec.represent.sequence_data import prepare_events
+from crossrec.represent.sequence_data import batch_tokens, prepare_events, windows
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 N_ITEMS = 20
@@ -186,7 +186,7 @@ def test_links_pull_linked_accounts_together() -> None:
     events, text, people = persons_with_text()
     known, unseen = people[:84], people[84:]
     links = [(("shop", f"shop-{p}"), ("video", f"video-{p}")) for p in known]
-    cfg = TINY.model_copy(update={"epochs": 12, "link_weight": 1.0})
+    cfg = TINY.model_copy(update={"epochs": 6, "link_weight": 1.0})
     enc = SequenceEncoder.fit(events, cfg, item_text=text, links=links, seed=0, threads=1)
     assert enc.history["links_train"] + enc.history["links_valid"] == len(links)
     margin, share = _pair_margin(enc, unseen)
@@ -213,6 +213,17 @@ def test_timestamps_order_before_ingest_order() -> None:
     # z and x are dated (z first); y and w have no date, so they come first in file order.
     data = prepare_events(events_table(rows, ts=[2 * day, None, day, None]))
     assert [str(data.item_names[t]) for t in data.tokens] == ["y", "w", "z", "x"]
+
+
+def test_windows_cover_history_newest_first() -> None:
+    offsets = np.array([0, 5, 6, 9])  # accounts of 5, 1 and 3 events
+    starts, lengths = windows(offsets, np.array([0, 1, 2]), max_len=2)
+    # Account 0: [3, 5) and [1, 3); its oldest event alone, and account 1, teach nothing.
+    assert starts.tolist() == [3, 1, 7] and lengths.tolist() == [2, 2, 2]
+    assert batch_tokens(np.arange(9), np.array([3, 6]), np.array([2, 1])).tolist() == [
+        [4, 5],
+        [7, 0],
+    ]
 
 
 def test_trains_without_text_or_timestamps(pattern_events: pa.Table) -> None:

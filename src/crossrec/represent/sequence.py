@@ -31,20 +31,19 @@ from crossrec.errors import InputError, ModelError, NotFoundError
 from crossrec.progress import NullProgress, ProgressHook, step
 from crossrec.represent.sequence_data import (
     ItemTextLookup,
+    Link,
     SequenceData,
     event_order,
     last_windows,
     prepare_events,
+    split_accounts,
     text_matrix,
     text_vector,
-    windows,
 )
 from crossrec.represent.sequence_model import (
-    MAX_VALID_WINDOWS,
     ItemFeatures,
     SequenceNet,
     Trainer,
-    TrainSet,
     encode_windows,
 )
 
@@ -56,8 +55,6 @@ ARRAYS_FILE = "sequence.npz"
 N_NEGATIVES = 512
 #: Accounts encoded per forward pass in :meth:`SequenceEncoder.encode_all`.
 ENCODE_BATCH = 1024
-
-Link = tuple[tuple[str, str], tuple[str, str]]
 
 
 class AccountVectors(NamedTuple):
@@ -170,7 +167,7 @@ class SequenceEncoder:
             )
         rng = np.random.default_rng(seed)
         text, has_text = text_matrix(data.platforms, data.item_platform, data.item_names, item_text)
-        ts, link_info = _split(data, config, links, rng)
+        ts, link_info = split_accounts(data, config, links, rng)
         with _torch_threads(threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             feats, n_id_rows, n_frequent = _features(data, config, text, has_text)
@@ -384,73 +381,6 @@ class SequenceEncoder:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _split(
-    data: SequenceData,
-    config: SequenceConfig,
-    links: Sequence[Link] | None,
-    rng: np.random.Generator,
-) -> tuple[TrainSet, dict[str, int]]:
-    """Hold out a seeded fraction of the accounts (those with 2+ events) for early stopping;
-    links touching a held-out account are validation links."""
-    candidates = np.flatnonzero(data.lengths >= 2)
-    n_hold = round(config.holdout * len(candidates)) if len(candidates) >= 10 else 0
-    held = np.sort(rng.permutation(candidates)[:n_hold])
-    is_held = np.zeros(data.n_accounts, dtype=bool)
-    is_held[held] = True
-    train_acc = np.flatnonzero(~is_held)
-    v_starts, v_lengths = windows(data.offsets, held, config.max_len)
-    keep = np.arange(len(v_starts))
-    if len(keep) > MAX_VALID_WINDOWS:
-        keep = rng.permutation(len(keep))[:MAX_VALID_WINDOWS]
-    # Sorted by length so that validation batches carry little padding.
-    keep = keep[np.argsort(v_lengths[keep], kind="stable")]
-    v_starts, v_lengths = v_starts[keep], v_lengths[keep]
-
-    pairs, unknown = _link_pairs(data, links or [])
-    pair_held = is_held[pairs[:, 0]] | is_held[pairs[:, 1]] if len(pairs) else np.zeros(0, bool)
-    valid_links = pairs[pair_held][: MAX_VALID_WINDOWS // 4]
-    ts = TrainSet(
-        data=data,
-        train_windows=windows(data.offsets, train_acc, config.max_len),
-        valid_windows=(v_starts, v_lengths),
-        train_links=pairs[~pair_held],
-        valid_links=valid_links,
-    )
-    info = {
-        "holdout_accounts": int(n_hold),
-        "links_train": int((~pair_held).sum()),
-        "links_valid": len(valid_links),
-        "links_unknown": unknown,
-    }
-    return ts, info
-
-
-def _link_pairs(data: SequenceData, links: Sequence[Link]) -> tuple[np.ndarray, int]:
-    """Account index pairs ``(n, 2)`` int64 of the links whose both accounts have events."""
-    platforms = np.asarray(data.platforms, dtype=str)
-    keys = {
-        (p, a): i
-        for i, (p, a) in enumerate(
-            zip(platforms[data.account_platform].tolist(), data.account_names.tolist(), strict=True)
-        )
-    }
-    pairs, unknown = [], 0
-    for link in links:
-        try:
-            (pa_, aa), (pb, ab) = link
-        except (TypeError, ValueError):
-            raise InputError(
-                f"links: {link!r} is not ((platform, account), (platform, account))"
-            ) from None
-        ia, ib = keys.get((pa_, aa)), keys.get((pb, ab))
-        if ia is None or ib is None or ia == ib:
-            unknown += 1
-        else:
-            pairs.append((ia, ib))
-    arr = np.asarray(sorted(set(pairs)), dtype=np.int64).reshape(-1, 2)
-    return arr, unknown
-
-
 def _features(
     data: SequenceData, config: SequenceConfig, text: np.ndarray | None, has_text: np.ndarray
 ) -> tuple[ItemFeatures, int, int]:

@@ -11,6 +11,7 @@ uses its file order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,9 +19,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from crossrec.config import SequenceConfig
 from crossrec.errors import InputError
 
 REQUIRED_COLUMNS = ("platform", "account", "item")
+#: A known link: ``((platform, account), (platform, account))`` of one person.
+Link = tuple[tuple[str, str], tuple[str, str]]
 
 
 class ItemTextLookup(Protocol):
@@ -261,3 +265,106 @@ def text_vector(
             hint="give every item a finite vector from the same text encoder",
         )
     return vec
+
+
+#: Most held-out windows (a seeded sample) and link pairs scored after each epoch: bounds
+#: the cost of the early-stopping check on large data.
+MAX_VALID_WINDOWS = 5_000
+MAX_VALID_LINKS = 2_048
+
+
+@dataclass
+class TrainSet:
+    """What one training run sees: windows and link pairs (account indices ``(n, 2)``)."""
+
+    data: SequenceData
+    train_windows: tuple[np.ndarray, np.ndarray]
+    valid_windows: tuple[np.ndarray, np.ndarray]
+    train_links: np.ndarray
+    valid_links: np.ndarray
+
+
+def length_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, chunk: int = 32
+) -> list[np.ndarray]:
+    """Shuffled batches of window indices whose lengths are alike.
+
+    Windows are shuffled, sorted by length within chunks of ``chunk`` batches and cut into
+    batches, whose order is shuffled again: right padding (wasted work) shrinks while every
+    batch still mixes accounts and platforms.
+    """
+    order = rng.permutation(len(lengths))
+    batches: list[np.ndarray] = []
+    span = chunk * batch_size
+    for c in range(0, len(order), span):
+        part = order[c : c + span]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def split_accounts(
+    data: SequenceData,
+    config: SequenceConfig,
+    links: Sequence[Link] | None,
+    rng: np.random.Generator,
+) -> tuple[TrainSet, dict[str, int]]:
+    """Hold out a seeded fraction of the accounts (those with 2+ events) for early stopping;
+    links touching a held-out account are validation links."""
+    candidates = np.flatnonzero(data.lengths >= 2)
+    n_hold = round(config.holdout * len(candidates)) if len(candidates) >= 10 else 0
+    held = np.sort(rng.permutation(candidates)[:n_hold])
+    is_held = np.zeros(data.n_accounts, dtype=bool)
+    is_held[held] = True
+    train_acc = np.flatnonzero(~is_held)
+    v_starts, v_lengths = windows(data.offsets, held, config.max_len)
+    keep = np.arange(len(v_starts))
+    if len(keep) > MAX_VALID_WINDOWS:
+        keep = rng.permutation(len(keep))[:MAX_VALID_WINDOWS]
+    # Sorted by length so that validation batches carry little padding.
+    keep = keep[np.argsort(v_lengths[keep], kind="stable")]
+    v_starts, v_lengths = v_starts[keep], v_lengths[keep]
+
+    pairs, unknown = link_pairs(data, links or [])
+    pair_held = is_held[pairs[:, 0]] | is_held[pairs[:, 1]] if len(pairs) else np.zeros(0, bool)
+    valid_links = pairs[pair_held][:MAX_VALID_LINKS]
+    train_set = TrainSet(
+        data=data,
+        train_windows=windows(data.offsets, train_acc, config.max_len),
+        valid_windows=(v_starts, v_lengths),
+        train_links=pairs[~pair_held],
+        valid_links=valid_links,
+    )
+    info = {
+        "holdout_accounts": int(n_hold),
+        "links_train": int((~pair_held).sum()),
+        "links_valid": len(valid_links),
+        "links_unknown": unknown,
+    }
+    return train_set, info
+
+
+def link_pairs(data: SequenceData, links: Sequence[Link]) -> tuple[np.ndarray, int]:
+    """Account index pairs ``(n, 2)`` int64 of the links whose both accounts have events."""
+    platforms = np.asarray(data.platforms, dtype=str)
+    keys = {
+        (p, a): i
+        for i, (p, a) in enumerate(
+            zip(platforms[data.account_platform].tolist(), data.account_names.tolist(), strict=True)
+        )
+    }
+    pairs, unknown = [], 0
+    for link in links:
+        try:
+            (pa_, aa), (pb, ab) = link
+        except (TypeError, ValueError):
+            raise InputError(
+                f"links: {link!r} is not ((platform, account), (platform, account))"
+            ) from None
+        ia, ib = keys.get((pa_, aa)), keys.get((pb, ab))
+        if ia is None or ib is None or ia == ib:
+            unknown += 1
+        else:
+            pairs.append((ia, ib))
+    arr = np.asarray(sorted(set(pairs)), dtype=np.int64).reshape(-1, 2)
+    return arr, unknown

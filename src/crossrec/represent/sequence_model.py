@@ -23,13 +23,11 @@ from torch import nn
 
 from crossrec.config import SequenceConfig
 from crossrec.progress import ProgressHook
-from crossrec.represent.sequence_data import SequenceData, batch_tokens, last_windows
+from crossrec.represent.sequence_data import TrainSet, batch_tokens, last_windows, length_batches
 
 #: Dropout on the encoder input. The blocks have none: on CPU the dropout masks cost as much
 #: as the matrix products of a model this small, and early stopping already regularises.
 DROPOUT = 0.1
-#: Most validation windows scored per epoch (the newest ones), to bound the check's cost.
-MAX_VALID_WINDOWS = 5_000
 
 
 class _Block(nn.Module):
@@ -155,7 +153,7 @@ def next_item_loss(
     pos = (h * table[targets]).sum(-1) / temperature
     neg = (h @ table[candidates].T) / temperature + correction[None, :]
     neg = neg.masked_fill(candidates[None, :] == targets[:, None], float("-inf"))
-    return (torch.logsumexp(torch.cat([pos[:, None], neg], dim=1), dim=1) - pos).mean()
+    return (torch.logaddexp(pos, torch.logsumexp(neg, dim=1)) - pos).mean()
 
 
 def link_loss(
@@ -184,25 +182,6 @@ def encode_windows(
     uniq, inv = torch.unique(rows, return_inverse=True)
     hidden = net.encode(reprs_of(uniq)[inv])
     return hidden[torch.arange(len(rows)), torch.from_numpy(lengths - 1)]
-
-
-def length_batches(
-    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, chunk: int = 32
-) -> list[np.ndarray]:
-    """Shuffled batches of window indices whose lengths are alike.
-
-    Windows are shuffled, sorted by length within chunks of ``chunk`` batches and cut into
-    batches, whose order is shuffled again: right padding (wasted work) shrinks while every
-    batch still mixes accounts and platforms.
-    """
-    order = rng.permutation(len(lengths))
-    batches: list[np.ndarray] = []
-    span = chunk * batch_size
-    for c in range(0, len(order), span):
-        part = order[c : c + span]
-        part = part[np.argsort(lengths[part], kind="stable")]
-        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 class Adam:
@@ -237,17 +216,6 @@ class Adam:
             m.mul_(b1).add_(p.grad, alpha=1 - b1)
             v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
             p.addcdiv_(m, v.sqrt().div_(bias2).add_(self.eps), value=-step)
-
-
-@dataclass
-class TrainSet:
-    """What one training run sees: windows and link pairs (account indices ``(n, 2)``)."""
-
-    data: SequenceData
-    train_windows: tuple[np.ndarray, np.ndarray]
-    valid_windows: tuple[np.ndarray, np.ndarray]
-    train_links: np.ndarray
-    valid_links: np.ndarray
 
 
 class Trainer:
