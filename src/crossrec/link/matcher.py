@@ -1,0 +1,630 @@
+"""Matcher: calibrated probability that a candidate pair is one person, from its signals.
+
+Supervised mode (enough known links)
+------------------------------------
+Training pairs are the known links (positives) and the other candidates of the same source
+accounts (hard negatives: accounts the candidate generator found plausible). ``groups`` names
+the source account of each pair; a seeded share of the accounts (``calibration_fraction``) is
+held out whole, never splitting one account's candidates, so held-out figures are honest.
+
+* Classifier: scikit-learn ``HistGradientBoostingClassifier`` (``kind="hgb"``, handles NaN
+  signals natively) or logistic regression (``kind="logistic"``: NaN replaced by the training
+  median plus a missing-indicator column, then standardised).
+* Calibration on the held-out accounts: isotonic regression or Platt scaling on the raw
+  log-odds. With at least ``ISOTONIC_MIN_POSITIVES`` held-out positives isotonic is used;
+  otherwise the one with the lower held-out log-loss, measured out of fold (folds by account).
+  Isotonic output keeps a ``1e-6`` share of the raw score's sigmoid so that the order of
+  pairs stays strict (plateaus would tie candidates and blur ranks).
+* ``heldout_scores`` are out-of-fold calibrated probabilities of the held-out pairs (never
+  scored by a calibrator that saw them), with ``heldout_labels``, ``heldout_groups`` and
+  ``heldout_index`` (positions in the ``X`` given to :meth:`Matcher.fit`): the input of
+  :func:`crossrec.link.assign.threshold_for_precision`.
+
+Unsupervised mode (fewer than ``min_links`` known links)
+--------------------------------------------------------
+Each signal is turned into its percentile among the training candidates (NaN-aware: a pair is
+scored on the signals it has; a pair with none scores 0), the percentiles are averaged, and the
+average is mapped to its own percentile among the training candidates. The score is therefore
+"the share of candidate pairs this pair beats" and assumes every signal grows with the chance
+of a match. ``default_threshold`` is ``UNSUPERVISED_THRESHOLD`` (0.99: a pair must beat 99% of
+candidate pairs, and then still survive one-to-one assignment). ``mode_reason`` says why.
+
+Persistence without pickles
+---------------------------
+:meth:`Matcher.save` writes ``matcher.json`` (parameters, logistic coefficients, Platt
+coefficients, metrics) and ``matcher.npz`` (the training matrix, labels, groups, the held-out
+split, the held-out raw scores, isotonic and percentile arrays). Gradient boosting has no
+portable weight format, so :meth:`Matcher.load` refits it deterministically on the stored
+training rows (at most ``max_train_rows``; seconds) and raises ``ModelError`` unless the refit
+reproduces the stored held-out raw scores.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from scipy.special import expit
+
+from crossrec.errors import InputError, ModelError
+
+__all__ = [
+    "ISOTONIC_MIN_POSITIVES",
+    "MIN_LINKS",
+    "UNSUPERVISED_THRESHOLD",
+    "Matcher",
+    "MatcherKind",
+]
+
+MatcherKind = Literal["hgb", "logistic"]
+MIN_LINKS = 10
+UNSUPERVISED_THRESHOLD = 0.99
+ISOTONIC_MIN_POSITIVES = 500
+_GRID = 1001  # quantile points per signal in unsupervised mode
+_ISO_TIEBREAK = 1e-6
+_CHUNK = 1_000_000
+_JSON = "matcher.json"
+_NPZ = "matcher.npz"
+_FORMAT = 1
+_HGB_PARAMS: dict[str, Any] = {
+    "max_iter": 200,
+    "learning_rate": 0.1,
+    "max_leaf_nodes": 15,
+    "min_samples_leaf": 20,
+    "l2_regularization": 1.0,
+    "early_stopping": False,  # no random validation split: the refit on load must be exact
+}
+
+
+class Matcher:
+    """Scores candidate pairs with a calibrated match probability.
+
+    Parameters
+    ----------
+    kind : {"hgb", "logistic"}
+        Classifier for supervised mode.
+    min_links : int
+        Fewer known links than this (among the training pairs) means unsupervised mode.
+    max_train_rows : int
+        Training pairs beyond this are subsampled by whole source accounts (seeded), which
+        bounds training, the saved file and the refit on load.
+
+    Attributes
+    ----------
+    mode : {"supervised", "unsupervised"} or None
+        None until fitted.
+    mode_reason : str
+    feature_names : list of str
+    default_threshold : float or None
+        The unsupervised threshold; None in supervised mode (choose one with
+        ``threshold_for_precision`` on the held-out scores).
+    heldout_index, heldout_scores, heldout_labels, heldout_groups : (h,) arrays
+        Held-out pairs (empty in unsupervised mode), see the module docstring.
+    metrics : dict
+        JSON-ready facts: rows, positives, held-out AUC and log-loss, calibration method.
+    """
+
+    def __init__(
+        self,
+        kind: MatcherKind = "hgb",
+        *,
+        min_links: int = MIN_LINKS,
+        max_train_rows: int = 200_000,
+    ) -> None:
+        if kind not in ("hgb", "logistic"):
+            raise InputError(f"unknown matcher kind {kind!r}; use 'hgb' or 'logistic'")
+        if min_links < 2 or max_train_rows < 100:
+            raise InputError("min_links must be >= 2 and max_train_rows >= 100")
+        self.kind: MatcherKind = kind
+        self.min_links = int(min_links)
+        self.max_train_rows = int(max_train_rows)
+        self.mode: Literal["supervised", "unsupervised"] | None = None
+        self.mode_reason = ""
+        self.seed = 0
+        self.feature_names: list[str] = []
+        self.default_threshold: float | None = None
+        self.metrics: dict[str, Any] = {}
+        self.heldout_index = np.zeros(0, np.int64)
+        self.heldout_scores = np.zeros(0, np.float64)
+        self.heldout_labels = np.zeros(0, bool)
+        self.heldout_groups = np.zeros(0, np.int64)
+        self._model: Any = None  # sklearn HGB, or the logistic parameter dict
+        self._calibration: dict[str, Any] = {}
+        self._arrays: dict[str, np.ndarray] = {}
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        groups: np.ndarray,
+        *,
+        seed: int,
+        calibration_fraction: float = 0.3,
+        feature_names: list[str] | None = None,
+    ) -> Matcher:
+        """Train on candidate pairs labelled by known links.
+
+        Parameters
+        ----------
+        X : (n, F) float
+            Signals per candidate pair, NaN where a signal does not apply.
+        y : (n,) bool
+            True for known links, False for the other candidates of their source accounts.
+        groups : (n,) int
+            Source account row of each pair; held-out splitting keeps a group whole.
+        seed : int
+            Seeds the split, the subsample and the classifier.
+        calibration_fraction : float
+            Share of source accounts held out for calibration and threshold selection.
+        feature_names : list of str, optional
+            Names of the F signals (reported by :meth:`feature_importance`).
+
+        Returns
+        -------
+        Matcher
+            ``self``.
+        """
+        X, y, groups = _check_training(X, y, groups)
+        if not 0.05 <= calibration_fraction <= 0.9:
+            raise InputError(
+                f"calibration_fraction must be in [0.05, 0.9], got {calibration_fraction}"
+            )
+        n_features = X.shape[1]
+        names = (
+            list(feature_names)
+            if feature_names is not None
+            else [f"f{j}" for j in range(n_features)]
+        )
+        if len(names) != n_features:
+            raise InputError(f"{len(names)} feature names for {n_features} columns")
+        self.seed, self.feature_names = int(seed), names
+        rng = np.random.default_rng(seed)
+        rows = _cap_rows(groups, self.max_train_rows, rng)
+        X, y, groups = X[rows], y[rows], groups[rows]
+        heldout = _split_groups(groups, y, calibration_fraction, rng)
+        n_pos = int(y.sum())
+        reason = _unsupervised_reason(n_pos, y, heldout, self.min_links)
+        self._arrays = {"X": X, "y": y, "groups": groups, "heldout": heldout, "rows": rows}
+        if reason:
+            self._fit_unsupervised(X, reason)
+        else:
+            self._fit_supervised(X, y, groups, heldout)
+        return self
+
+    def _fit_unsupervised(self, X: np.ndarray, reason: str) -> None:
+        self.mode, self.mode_reason = "unsupervised", reason
+        self.default_threshold = UNSUPERVISED_THRESHOLD
+        self._model = None
+        self._calibration = {}
+        grid = np.full((X.shape[1], _GRID), np.nan)
+        qs = np.linspace(0.0, 1.0, _GRID)
+        for j in range(X.shape[1]):
+            col = X[:, j][~np.isnan(X[:, j])]
+            if col.size:
+                grid[j] = np.quantile(col.astype(np.float64), qs)
+        self._arrays["grid"] = grid
+        combined = _mean_percentile(X, grid)
+        combined = combined[~np.isnan(combined)]
+        self._arrays["combined_grid"] = (
+            np.quantile(combined, qs) if combined.size else np.zeros(_GRID)
+        )
+        for name in ("heldout_index", "heldout_scores", "heldout_labels", "heldout_groups"):
+            setattr(self, name, getattr(self, name)[:0])
+        self.metrics = {"mode": "unsupervised", "rows": int(X.shape[0])}
+
+    def _fit_supervised(
+        self, X: np.ndarray, y: np.ndarray, groups: np.ndarray, heldout: np.ndarray
+    ) -> None:
+        from sklearn.metrics import log_loss, roc_auc_score
+
+        self.mode = "supervised"
+        self.mode_reason = f"{int(y.sum())} known links (>= {self.min_links}): trained classifier"
+        self.default_threshold = None
+        train = ~heldout
+        self._model = _fit_classifier(self.kind, X[train], y[train], self.seed)
+        raw = self._raw(X[heldout])
+        self._calibration, oof = _fit_calibration(raw, y[heldout], groups[heldout], self.seed)
+        self._arrays["heldout_raw"] = raw
+        self.heldout_index = self._arrays["rows"][heldout]
+        self.heldout_scores = oof
+        self.heldout_labels = y[heldout]
+        self.heldout_groups = groups[heldout]
+        two_classes = 0 < int(y[heldout].sum()) < int(heldout.sum())
+        self.metrics = {
+            "mode": "supervised",
+            "kind": self.kind,
+            "rows": int(X.shape[0]),
+            "train_rows": int(train.sum()),
+            "train_positives": int(y[train].sum()),
+            "heldout_rows": int(heldout.sum()),
+            "heldout_positives": int(y[heldout].sum()),
+            "heldout_auc": float(roc_auc_score(y[heldout], raw)) if two_classes else None,
+            "heldout_log_loss": float(
+                log_loss(y[heldout], np.clip(oof, 1e-6, 1 - 1e-6), labels=[0, 1])
+            ),
+            "calibration": self._calibration["method"],
+            "calibration_log_loss": self._calibration["log_loss"],
+        }
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def _raw(self, X: np.ndarray) -> np.ndarray:
+        """Uncalibrated log-odds, (n,) float64."""
+        out = np.empty(X.shape[0], dtype=np.float64)
+        for start in range(0, X.shape[0], _CHUNK):
+            chunk = X[start : start + _CHUNK]
+            if self.kind == "hgb":
+                with _one_thread():
+                    out[start : start + _CHUNK] = self._model.decision_function(chunk)
+            else:
+                out[start : start + _CHUNK] = _logistic_decision(self._model, chunk)
+        return out
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated match probability of each pair.
+
+        Parameters
+        ----------
+        X : (n, F) float
+            Signals in the training column order, NaN where missing.
+
+        Returns
+        -------
+        (n,) float64
+            In [0, 1]. In unsupervised mode: the share of training candidate pairs this pair's
+            combined score beats (see the module docstring).
+        """
+        if self.mode is None:
+            raise ModelError("the matcher is not fitted; call fit() or Matcher.load()")
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != len(self.feature_names):
+            raise InputError(
+                f"X must have {len(self.feature_names)} signal columns "
+                f"({', '.join(self.feature_names)}), got shape {X.shape}"
+            )
+        if self.mode == "unsupervised":
+            combined = _mean_percentile(X, self._arrays["grid"])
+            # A pair with no signal at all has no evidence of a match: score 0.
+            return np.where(
+                np.isnan(combined), 0.0, _percentile(combined, self._arrays["combined_grid"])
+            )
+        return _calibrate(self._calibration, self._raw(X))
+
+    def feature_importance(self, *, n_repeats: int = 5) -> dict[str, float]:
+        """How much each signal matters, as a dict ``name -> importance``.
+
+        Supervised: permutation importance on the held-out pairs, the mean drop of held-out
+        ROC AUC when the signal's column is shuffled (seeded; NaN when the held-out set lacks
+        a class). Unsupervised: the combined score weighs every signal that has values
+        equally, so each gets ``1 / (signals with values)`` and empty ones 0.
+        """
+        if self.mode is None:
+            raise ModelError("the matcher is not fitted; call fit() or Matcher.load()")
+        if self.mode == "unsupervised":
+            present = ~np.isnan(self._arrays["grid"][:, 0])
+            weight = 1.0 / max(int(present.sum()), 1)
+            return {
+                n: (weight if p else 0.0) for n, p in zip(self.feature_names, present, strict=True)
+            }
+        from sklearn.metrics import roc_auc_score
+
+        held = self._arrays["heldout"]
+        X, y = self._arrays["X"][held], self._arrays["y"][held]
+        if not 0 < int(y.sum()) < y.size:
+            return {n: float("nan") for n in self.feature_names}
+        base = roc_auc_score(y, self._raw(X))
+        rng = np.random.default_rng(self.seed)
+        result: dict[str, float] = {}
+        for j, name in enumerate(self.feature_names):
+            drops = []
+            for _ in range(n_repeats):
+                shuffled = X.copy()
+                shuffled[:, j] = shuffled[rng.permutation(X.shape[0]), j]
+                drops.append(base - roc_auc_score(y, self._raw(shuffled)))
+            result[name] = float(np.mean(drops))
+        return result
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``matcher.json`` and ``matcher.npz`` into ``directory`` (created if needed)."""
+        if self.mode is None:
+            raise ModelError("the matcher is not fitted; nothing to save")
+        import sklearn
+
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        calibration = {k: v for k, v in self._calibration.items() if k not in ("iso_x", "iso_y")}
+        meta = {
+            "format": _FORMAT,
+            "kind": self.kind,
+            "mode": self.mode,
+            "mode_reason": self.mode_reason,
+            "seed": self.seed,
+            "min_links": self.min_links,
+            "max_train_rows": self.max_train_rows,
+            "feature_names": self.feature_names,
+            "default_threshold": self.default_threshold,
+            "hgb_params": _HGB_PARAMS,
+            "logistic": _logistic_json(self._model)
+            if self.kind == "logistic" and self._model
+            else None,
+            "calibration": calibration,
+            "metrics": self.metrics,
+            "sklearn_version": sklearn.__version__,
+        }
+        arrays = dict(self._arrays)
+        arrays.update(
+            heldout_scores=self.heldout_scores,
+            heldout_groups=self.heldout_groups,
+            iso_x=self._calibration.get("iso_x", np.zeros(0)),
+            iso_y=self._calibration.get("iso_y", np.zeros(0)),
+        )
+        np.savez(path / _NPZ, **arrays)  # type: ignore[arg-type]
+        (path / _JSON).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Matcher:
+        """Read a matcher written by :meth:`save` (refitting gradient boosting, checked)."""
+        path = Path(directory)
+        if not (path / _JSON).is_file() or not (path / _NPZ).is_file():
+            raise ModelError(
+                f"no matcher in {path}: expected {_JSON} and {_NPZ}; run `crossrec link`"
+            )
+        meta = json.loads((path / _JSON).read_text(encoding="utf-8"))
+        if meta.get("format") != _FORMAT:
+            raise ModelError(
+                f"{path / _JSON} has format {meta.get('format')}, expected {_FORMAT}; relink"
+            )
+        with np.load(path / _NPZ, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        m = cls(meta["kind"], min_links=meta["min_links"], max_train_rows=meta["max_train_rows"])
+        m.mode, m.mode_reason, m.seed = meta["mode"], meta["mode_reason"], meta["seed"]
+        m.feature_names, m.default_threshold = meta["feature_names"], meta["default_threshold"]
+        m.metrics = meta["metrics"]
+        m._arrays = {k: arrays[k] for k in ("X", "y", "groups", "heldout", "rows")}
+        if m.mode == "unsupervised":
+            m._arrays.update(grid=arrays["grid"], combined_grid=arrays["combined_grid"])
+            return m
+        held = m._arrays["heldout"]
+        m._calibration = dict(meta["calibration"], iso_x=arrays["iso_x"], iso_y=arrays["iso_y"])
+        if m.kind == "hgb":
+            train = ~held
+            m._model = _fit_classifier("hgb", m._arrays["X"][train], m._arrays["y"][train], m.seed)
+        else:
+            m._model = _logistic_from_json(meta["logistic"])
+        raw = m._raw(m._arrays["X"][held])
+        if not np.allclose(raw, arrays["heldout_raw"], rtol=0.0, atol=1e-9):
+            raise ModelError(
+                f"the matcher in {path} does not reproduce its held-out scores "
+                f"(saved with scikit-learn {meta.get('sklearn_version')}); "
+                "retrain it with `crossrec link`"
+            )
+        m._arrays["heldout_raw"] = raw
+        m.heldout_index = m._arrays["rows"][held]
+        m.heldout_scores = arrays["heldout_scores"]
+        m.heldout_labels = m._arrays["y"][held]
+        m.heldout_groups = arrays["heldout_groups"]
+        return m
+
+
+# -- training helpers ---------------------------------------------------------------------------
+def _check_training(X: Any, y: Any, groups: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(y).astype(bool).ravel()
+    groups = np.asarray(groups, dtype=np.int64).ravel()
+    if X.ndim != 2 or X.shape[1] == 0:
+        raise InputError(f"X must be an (n_pairs, n_signals) matrix, got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ModelError("no candidate pairs to train the matcher on; generate candidates first")
+    if not (X.shape[0] == y.size == groups.size):
+        raise InputError(f"X has {X.shape[0]} rows, y {y.size}, groups {groups.size}: one per pair")
+    if np.isinf(X).any():
+        raise InputError("X contains infinite values; use NaN for missing signals")
+    return X, y, groups
+
+
+def _cap_rows(groups: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """Row positions to train on: all, or whole random groups up to ``cap`` rows."""
+    if groups.size <= cap:
+        return np.arange(groups.size)
+    uniq, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    order = rng.permutation(uniq.size)
+    chosen = order[np.cumsum(counts[order]) <= cap]
+    return np.flatnonzero(np.isin(inverse.ravel(), chosen))
+
+
+def _split_groups(
+    groups: np.ndarray, y: np.ndarray, fraction: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Held-out mask: a ``fraction`` of groups with positives and of groups without."""
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    inverse = inverse.ravel()
+    has_pos = np.bincount(inverse, weights=y.astype(np.float64), minlength=uniq.size) > 0
+    held_group = np.zeros(uniq.size, dtype=bool)
+    for members in (np.flatnonzero(has_pos), np.flatnonzero(~has_pos)):
+        n_held = round(fraction * members.size)
+        if members.size >= 2:
+            n_held = min(max(n_held, 1), members.size - 1)
+        held_group[rng.permutation(members)[:n_held]] = True
+    return held_group[inverse]
+
+
+def _unsupervised_reason(n_pos: int, y: np.ndarray, heldout: np.ndarray, min_links: int) -> str:
+    if n_pos < min_links:
+        return (
+            f"only {n_pos} known links among the candidate pairs (< {min_links}): "
+            "unsupervised combined score"
+        )
+    if not y[heldout].any():
+        return (
+            "known links in too few source accounts to hold some out: unsupervised combined score"
+        )
+    if not (~y[~heldout]).any():
+        return (
+            "no hard negatives (known links have no other candidates): unsupervised combined score"
+        )
+    return ""
+
+
+def _one_thread() -> Any:
+    """Run scikit-learn's OpenMP code on one thread.
+
+    At matcher sizes (thousands of rows) OpenMP threads cost more than they give, and on a
+    busy machine their spin-waiting makes fitting tens of times slower; one thread also makes
+    the refit on load independent of the machine's thread count.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="openmp")
+
+
+def _fit_classifier(kind: str, X: np.ndarray, y: np.ndarray, seed: int) -> Any:
+    if kind == "hgb":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        model = HistGradientBoostingClassifier(**_HGB_PARAMS, random_state=seed)
+        with _one_thread():
+            return model.fit(X, y)
+    return _fit_logistic(X, y, seed)
+
+
+def _fit_logistic(X: np.ndarray, y: np.ndarray, seed: int) -> dict[str, Any]:
+    """Median imputation + missing indicators + standardisation + L2 logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+
+    X64 = X.astype(np.float64)
+    missing = np.isnan(X64)
+    # An all-missing column has no median: fill it with 0 (its indicator carries the signal).
+    median = np.nanmedian(np.where(missing.all(axis=0), 0.0, X64), axis=0)
+    params: dict[str, Any] = {"median": median, "indicator": np.flatnonzero(missing.any(axis=0))}
+    Z = _logistic_design(params, X64)
+    params["mean"] = Z.mean(axis=0)
+    params["scale"] = np.where(Z.std(axis=0) > 0, Z.std(axis=0), 1.0)
+    Z = (Z - params["mean"]) / params["scale"]
+    clf = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(Z, y)
+    params["coef"], params["intercept"] = clf.coef_.ravel(), float(clf.intercept_[0])
+    return params
+
+
+def _logistic_design(params: dict[str, Any], X: np.ndarray) -> np.ndarray:
+    X64 = np.asarray(X, dtype=np.float64)
+    missing = np.isnan(X64)
+    filled = np.where(missing, params["median"], X64)
+    return np.hstack([filled, missing[:, params["indicator"]].astype(np.float64)])
+
+
+def _logistic_decision(params: dict[str, Any], X: np.ndarray) -> np.ndarray:
+    Z = (_logistic_design(params, X) - params["mean"]) / params["scale"]
+    return np.asarray(Z @ params["coef"] + params["intercept"], dtype=np.float64)
+
+
+def _logistic_json(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in params.items()}
+
+
+def _logistic_from_json(data: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        k: np.asarray(v, dtype=np.float64) for k, v in data.items() if k != "intercept"
+    }
+    out["indicator"] = np.asarray(data["indicator"], dtype=np.int64)
+    out["intercept"] = float(data["intercept"])
+    return out
+
+
+# -- calibration --------------------------------------------------------------------------------
+def _fit_isotonic(raw: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    from sklearn.isotonic import IsotonicRegression
+
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+        raw, y.astype(np.float64)
+    )
+    return {"method": "isotonic", "iso_x": iso.X_thresholds_, "iso_y": iso.y_thresholds_}
+
+
+def _fit_platt(raw: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    from sklearn.linear_model import LogisticRegression
+
+    if y.all() or not y.any():  # one class: a constant probability
+        p = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+        return {"method": "platt", "platt": [0.0, float(np.log(p / (1 - p)))]}
+    lr = LogisticRegression(C=1e6, max_iter=1000).fit(raw.reshape(-1, 1), y)
+    return {"method": "platt", "platt": [float(lr.coef_[0, 0]), float(lr.intercept_[0])]}
+
+
+def _calibrate(cal: dict[str, Any], raw: np.ndarray) -> np.ndarray:
+    if cal["method"] == "platt":
+        a, b = cal["platt"]
+        return np.asarray(expit(a * raw + b), dtype=np.float64)
+    p = np.interp(raw, cal["iso_x"], cal["iso_y"])
+    return np.asarray((1.0 - _ISO_TIEBREAK) * p + _ISO_TIEBREAK * expit(raw), dtype=np.float64)
+
+
+def _fit_calibration(
+    raw: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Choose and fit the calibrator; also return out-of-fold calibrated held-out scores."""
+    fold = _group_folds(groups, y, seed)
+    n_folds = int(fold.max()) + 1
+    oof: dict[str, np.ndarray] = {}
+    losses: dict[str, float] = {}
+    for name, fitter in (("isotonic", _fit_isotonic), ("platt", _fit_platt)):
+        pred = np.empty(raw.size)
+        for f in range(n_folds):
+            test = fold == f
+            train = ~test if n_folds > 1 else test  # a single fold can only score itself
+            pred[test] = _calibrate(fitter(raw[train], y[train]), raw[test])
+        oof[name] = pred
+        p = np.clip(pred, 1e-6, 1 - 1e-6)
+        losses[name] = float(-np.mean(np.where(y, np.log(p), np.log(1 - p))))
+    if int(y.sum()) >= ISOTONIC_MIN_POSITIVES:
+        method = "isotonic"
+    else:
+        method = min(losses, key=lambda k: (losses[k], k != "platt"))
+    fitter = _fit_isotonic if method == "isotonic" else _fit_platt
+    cal = fitter(raw, y)
+    cal["log_loss"] = losses
+    return cal, oof[method]
+
+
+def _group_folds(groups: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+    """Fold per pair (up to 5 folds), whole groups per fold, positive groups spread evenly."""
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    inverse = inverse.ravel()
+    has_pos = np.bincount(inverse, weights=y.astype(np.float64), minlength=uniq.size) > 0
+    n_folds = max(1, min(5, int(has_pos.sum())))
+    rng = np.random.default_rng(seed + 1)
+    group_fold = np.zeros(uniq.size, dtype=np.int64)
+    for members in (np.flatnonzero(has_pos), np.flatnonzero(~has_pos)):
+        group_fold[rng.permutation(members)] = np.arange(members.size) % n_folds
+    return group_fold[inverse]
+
+
+# -- unsupervised -------------------------------------------------------------------------------
+def _percentile(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Mid-rank share of the training distribution (given by its quantile grid) below ``values``.
+
+    A run of equal grid points (a common value) maps to the middle of its run, so e.g. a
+    signal that is 0 for 90% of candidates gives 0 the percentile 0.45; between distinct
+    points the share is interpolated linearly, outside them it is clipped.
+    """
+    position = np.linspace(0.0, 1.0, grid.size)
+    points, first, count = np.unique(grid, return_index=True, return_counts=True)
+    middle = (position[first] + position[first + count - 1]) / 2.0
+    return np.interp(values, points, middle)
+
+
+def _mean_percentile(X: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Mean over available signals of each signal's percentile; NaN where none is available."""
+    total = np.zeros(X.shape[0])
+    count = np.zeros(X.shape[0])
+    for j in range(X.shape[1]):
+        if np.isnan(grid[j, 0]):
+            continue
+        col = X[:, j].astype(np.float64)
+        have = ~np.isnan(col)
+        total[have] += _percentile(col[have], grid[j])
+        count[have] += 1
+    return np.divide(total, count, out=np.full_like(total, np.nan), where=count > 0)
