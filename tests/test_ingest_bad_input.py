@@ -116,10 +116,10 @@ def test_a_crash_part_way_leaves_the_store_as_it_was(ws, tmp_path, monkeypatch):
     ws.ingest_events("p", f)
     before = ws.store.count("events"), ws.store.count("accounts"), ws.stats()["duplicates"]
 
-    def boom(self, platform, *, since_seq=0):
+    def boom(self, table):
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(DuckDBStore, "refresh_accounts", boom)
+    monkeypatch.setattr(DuckDBStore, "upsert_accounts", boom)
     g = write(tmp_path / "g.csv", "account,item\nc,z\nd,w\na,x\n")
     with pytest.raises(RuntimeError):
         ws.ingest_events("p", g)

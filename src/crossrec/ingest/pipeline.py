@@ -216,9 +216,13 @@ class Ingestor:
         """Register table ``name`` (platform, raw, pseud) for the distinct raw ids of ``sql``."""
         rows = con.execute(sql).fetchall()
         ps = self.ws.pseudonymiser
-        plats = [r[0] if platform_col else platform for r in rows]
+        plats = [str(r[0]) if platform_col else str(platform) for r in rows]
         raws = [r[1] if platform_col else r[0] for r in rows]
-        pseud = [ps.account(str(p), raw) for p, raw in zip(plats, raws, strict=True)]
+        pseud: list[str] = [""] * len(rows)
+        for p in sorted(set(plats)):  # the keyed state is set up once per platform
+            idx = [i for i, q in enumerate(plats) if q == p]
+            for i, value in zip(idx, ps.accounts(p, [raws[i] for i in idx]), strict=True):
+                pseud[i] = value
         con.register(
             name,
             pa.table(
@@ -253,7 +257,9 @@ class Ingestor:
         first_seq = store.next_seq()
         value_txt = "coalesce(CAST(c.value AS VARCHAR), '')"
         ts_txt = "coalesce(CAST(epoch_us(c.ts) AS VARCHAR), '')"
-        query = f"""
+        con.execute(
+            f"""
+            CREATE TABLE good AS
             SELECT ? AS platform, p.pseud AS account, c.item, c.event_type, c.value, c.ts,
                 coalesce(c.event_id, 'h' || md5(concat_ws(chr(31), ?, p.pseud, c.item,
                     c.event_type, {value_txt}, {ts_txt}))) AS event_id,
@@ -261,27 +267,43 @@ class Ingestor:
                 {validate.attrs_expr(cmap.extras)} AS attrs
             FROM checked c JOIN _pseud p ON c.account_raw = p.raw
             WHERE c._reason IS NULL
-        """
-        reader = con.sql(query, params=[platform, platform, first_seq]).to_arrow_reader(
-            self.cfg.batch_rows
+            """,
+            [platform, platform, first_seq],
         )
+        offered, distinct = con.execute(
+            "SELECT count(*), count(DISTINCT event_id) FROM good"
+        ).fetchall()[0]
+        if distinct < offered:  # repeats within the file: the first occurrence stays
+            con.execute(
+                "CREATE TABLE good_once AS SELECT * FROM good "
+                "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY seq) = 1"
+            )
+            con.execute("DROP TABLE good")
+            con.execute("ALTER TABLE good_once RENAME TO good")
+        seen = con.sql(
+            "SELECT platform, account, min(ts) AS first_seen, max(ts) AS last_seen "
+            "FROM good GROUP BY platform, account"
+        ).to_arrow_table()
+        reader = con.sql("SELECT * FROM good").to_arrow_reader(self.cfg.batch_rows)
         task.advance()
         with store.transaction():
-            result = store.insert_events(reader)
+            inserted = store.insert_events(reader, unique=True, platform=platform).inserted
+            duplicates = int(offered) - inserted
+            store.add_duplicates(duplicates)
             if idents.num_rows:
                 store.insert_identifiers(idents)
-            store.refresh_accounts(platform, since_seq=first_seq)
+            store.upsert_accounts(seen)
             self._log(
                 "events",
                 platform,
                 file,
                 fp,
-                accepted=result.inserted,
+                accepted=inserted,
                 quarantined=quarantined,
-                duplicates=result.duplicates,
+                duplicates=duplicates,
                 seconds=0.0,
             )
-        return result.inserted, result.duplicates
+        return inserted, duplicates
 
     def _identifiers(
         self, con: duckdb.DuckDBPyConnection, platform: str, personal: list[str]

@@ -76,9 +76,17 @@ class Store(ABC):
         """The first free value of the ``events.seq`` ingest-order counter."""
 
     @abstractmethod
-    def insert_events(self, batches: pa.RecordBatchReader) -> WriteResult:
+    def insert_events(
+        self, batches: pa.RecordBatchReader, *, unique: bool = False, platform: str | None = None
+    ) -> WriteResult:
         """Insert canonical event rows, skipping those whose ``(platform, event_id)`` exists
-        (in the store or earlier in the same stream)."""
+        (in the store or earlier in the same stream). ``unique`` promises the stream holds
+        no repeats (then the caller counts duplicates; otherwise the store adds them to the
+        running count). ``platform`` names the stream's one platform, when it has one."""
+
+    @abstractmethod
+    def upsert_accounts(self, table: pa.Table) -> None:
+        """Merge (platform, account, first_seen, last_seen) rows into ``accounts``."""
 
     @abstractmethod
     def upsert_items(self, table: pa.Table) -> WriteResult:
@@ -94,11 +102,6 @@ class Store(ABC):
     @abstractmethod
     def replace_links(self, links: pa.Table, persons: pa.Table) -> None:
         """Replace the asserted links and the identity graph (persons) in one transaction."""
-
-    @abstractmethod
-    def refresh_accounts(self, platform: str, *, since_seq: int = 0) -> None:
-        """Update ``accounts`` (first/last seen) of ``platform`` from events with
-        ``seq >= since_seq``."""
 
     @abstractmethod
     def add_duplicates(self, n: int) -> None:

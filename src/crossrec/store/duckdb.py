@@ -113,17 +113,34 @@ class DuckDBStore(Store):
         row = rows[0] if rows else None
         return int(row[0]) if row else 0
 
-    def insert_events(self, batches: pa.RecordBatchReader) -> WriteResult:
+    def insert_events(
+        self, batches: pa.RecordBatchReader, *, unique: bool = False, platform: str | None = None
+    ) -> WriteResult:
         cols = ", ".join(schema.EVENTS.column_names)
         with self.transaction():
             self.con.register("_staged_events", batches)
             try:
+                if unique and platform is not None and not self._has_events(platform):
+                    # nothing stored yet for these platforms and no repeats: a plain append
+                    rows = self.con.execute(
+                        f"INSERT INTO events ({cols}) SELECT {cols} FROM _staged_events"
+                    ).fetchall()
+                    inserted = int(rows[0][0]) if rows else 0
+                    return WriteResult(inserted, inserted)
                 self.con.execute("CREATE TEMP TABLE _incoming AS SELECT * FROM _staged_events")
             finally:
                 self.con.unregister("_staged_events")
             try:
                 offered = self._scalar("SELECT count(*) FROM _incoming")
-                # the first occurrence per (platform, event_id) in the stream, absent from the store
+                dedupe = (
+                    ""
+                    if unique
+                    else (
+                        "QUALIFY row_number() OVER "
+                        "(PARTITION BY platform, event_id ORDER BY seq) = 1"
+                    )
+                )
+                # the first occurrence per (platform, event_id), absent from the store
                 inserted = self._scalar(
                     f"""
                     INSERT INTO events ({cols})
@@ -131,14 +148,43 @@ class DuckDBStore(Store):
                     WHERE NOT EXISTS (
                         SELECT 1 FROM events e
                         WHERE e.platform = s.platform AND e.event_id = s.event_id)
-                    QUALIFY row_number() OVER (
-                        PARTITION BY platform, event_id ORDER BY seq) = 1
+                    {dedupe}
                     """
                 )
             finally:
                 self.con.execute("DROP TABLE IF EXISTS _incoming")
-            self.add_duplicates(offered - inserted)
+            if not unique:
+                self.add_duplicates(offered - inserted)
         return WriteResult(offered, inserted)
+
+    def _has_events(self, platform: str) -> bool:
+        rows = self.con.execute(
+            "SELECT 1 FROM events WHERE platform = ? LIMIT 1", [platform]
+        ).fetchall()
+        return bool(rows)
+
+    def upsert_accounts(self, table: pa.Table) -> None:
+        cols = ["platform", "account", "first_seen", "last_seen"]
+        with self.transaction():
+            self.con.register("_staged_accounts", table.select(cols))
+            try:
+                self.con.execute(
+                    """
+                    INSERT INTO accounts (platform, account, first_seen, last_seen)
+                    SELECT platform, account, first_seen, last_seen FROM _staged_accounts
+                    ON CONFLICT (platform, account) DO UPDATE SET
+                        first_seen = CASE WHEN accounts.first_seen IS NULL
+                            OR excluded.first_seen < accounts.first_seen
+                            THEN coalesce(excluded.first_seen, accounts.first_seen)
+                            ELSE accounts.first_seen END,
+                        last_seen = CASE WHEN accounts.last_seen IS NULL
+                            OR excluded.last_seen > accounts.last_seen
+                            THEN coalesce(excluded.last_seen, accounts.last_seen)
+                            ELSE accounts.last_seen END
+                    """
+                )
+            finally:
+                self.con.unregister("_staged_accounts")
 
     def upsert_items(self, table: pa.Table) -> WriteResult:
         cols = schema.ITEMS.column_names
@@ -210,26 +256,6 @@ class DuckDBStore(Store):
                     )
                 finally:
                     self.con.unregister("_staged_graph")
-
-    def refresh_accounts(self, platform: str, *, since_seq: int = 0) -> None:
-        with self.transaction():
-            self.con.execute(
-                """
-                INSERT INTO accounts (platform, account, first_seen, last_seen)
-                SELECT platform, account, min(ts), max(ts) FROM events
-                WHERE platform = ? AND seq >= ? GROUP BY platform, account
-                ON CONFLICT (platform, account) DO UPDATE SET
-                    first_seen = CASE WHEN accounts.first_seen IS NULL
-                        OR excluded.first_seen < accounts.first_seen
-                        THEN coalesce(excluded.first_seen, accounts.first_seen)
-                        ELSE accounts.first_seen END,
-                    last_seen = CASE WHEN accounts.last_seen IS NULL
-                        OR excluded.last_seen > accounts.last_seen
-                        THEN coalesce(excluded.last_seen, accounts.last_seen)
-                        ELSE accounts.last_seen END
-                """,
-                [platform, since_seq],
-            )
 
     def log_ingest(self, row: dict[str, Any]) -> None:
         cols = schema.INGEST_LOG.column_names
