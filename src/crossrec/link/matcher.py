@@ -69,8 +69,8 @@ _JSON = "matcher.json"
 _NPZ = "matcher.npz"
 _FORMAT = 1
 _HGB_PARAMS: dict[str, Any] = {
-    "max_iter": 200,
-    "learning_rate": 0.1,
+    "max_iter": 100,  # ~10 signals need few trees; prediction cost grows with each tree
+    "learning_rate": 0.15,
     "max_leaf_nodes": 15,
     "min_samples_leaf": 20,
     "l2_regularization": 1.0,
@@ -90,6 +90,10 @@ class Matcher:
     max_train_rows : int
         Training pairs beyond this are subsampled by whole source accounts (seeded), which
         bounds training, the saved file and the refit on load.
+    n_threads : int
+        OpenMP threads for gradient-boosting prediction (fitting always uses one). Prediction
+        is the cost at scale (on 2 busy cores ~25 s per million pairs on one thread); raise it
+        on an idle many-core machine.
 
     Attributes
     ----------
@@ -111,15 +115,17 @@ class Matcher:
         kind: MatcherKind = "hgb",
         *,
         min_links: int = MIN_LINKS,
-        max_train_rows: int = 200_000,
+        max_train_rows: int = 100_000,
+        n_threads: int = 1,
     ) -> None:
         if kind not in ("hgb", "logistic"):
             raise InputError(f"unknown matcher kind {kind!r}; use 'hgb' or 'logistic'")
-        if min_links < 2 or max_train_rows < 100:
-            raise InputError("min_links must be >= 2 and max_train_rows >= 100")
+        if min_links < 2 or max_train_rows < 100 or n_threads < 1:
+            raise InputError("min_links must be >= 2, max_train_rows >= 100, n_threads >= 1")
         self.kind: MatcherKind = kind
         self.min_links = int(min_links)
         self.max_train_rows = int(max_train_rows)
+        self.n_threads = int(n_threads)
         self.mode: Literal["supervised", "unsupervised"] | None = None
         self.mode_reason = ""
         self.seed = 0
@@ -256,7 +262,7 @@ class Matcher:
         for start in range(0, X.shape[0], _CHUNK):
             chunk = X[start : start + _CHUNK]
             if self.kind == "hgb":
-                with _one_thread():
+                with _threads(self.n_threads):
                     out[start : start + _CHUNK] = self._model.decision_function(chunk)
             else:
                 out[start : start + _CHUNK] = _logistic_decision(self._model, chunk)
@@ -366,7 +372,7 @@ class Matcher:
         return path
 
     @classmethod
-    def load(cls, directory: str | Path) -> Matcher:
+    def load(cls, directory: str | Path, *, n_threads: int = 1) -> Matcher:
         """Read a matcher written by :meth:`save` (refitting gradient boosting, checked)."""
         path = Path(directory)
         if not (path / _JSON).is_file() or not (path / _NPZ).is_file():
@@ -380,7 +386,12 @@ class Matcher:
             )
         with np.load(path / _NPZ, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-        m = cls(meta["kind"], min_links=meta["min_links"], max_train_rows=meta["max_train_rows"])
+        m = cls(
+            meta["kind"],
+            min_links=meta["min_links"],
+            max_train_rows=meta["max_train_rows"],
+            n_threads=n_threads,
+        )
         m.mode, m.mode_reason, m.seed = meta["mode"], meta["mode_reason"], meta["seed"]
         m.feature_names, m.default_threshold = meta["feature_names"], meta["default_threshold"]
         m.metrics = meta["metrics"]
@@ -469,16 +480,16 @@ def _unsupervised_reason(n_pos: int, y: np.ndarray, heldout: np.ndarray, min_lin
     return ""
 
 
-def _one_thread() -> Any:
-    """Run scikit-learn's OpenMP code on one thread.
+def _threads(n: int) -> Any:
+    """Run scikit-learn's OpenMP code on ``n`` threads.
 
-    At matcher sizes (thousands of rows) OpenMP threads cost more than they give, and on a
-    busy machine their spin-waiting makes fitting tens of times slower; one thread also makes
-    the refit on load independent of the machine's thread count.
+    Fitting always uses one: at matcher sizes (thousands of rows) OpenMP threads cost more
+    than they give, on a busy machine their spin-waiting makes fitting tens of times slower,
+    and one thread makes the refit on load independent of the machine's thread count.
     """
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=1, user_api="openmp")
+    return threadpool_limits(limits=n, user_api="openmp")
 
 
 def _fit_classifier(kind: str, X: np.ndarray, y: np.ndarray, seed: int) -> Any:
@@ -486,7 +497,7 @@ def _fit_classifier(kind: str, X: np.ndarray, y: np.ndarray, seed: int) -> Any:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         model = HistGradientBoostingClassifier(**_HGB_PARAMS, random_state=seed)
-        with _one_thread():
+        with _threads(1):
             return model.fit(X, y)
     return _fit_logistic(X, y, seed)
 
