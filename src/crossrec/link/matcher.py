@@ -92,7 +92,7 @@ class Matcher:
         bounds training, the saved file and the refit on load.
     n_threads : int
         OpenMP threads for gradient-boosting prediction (fitting always uses one). Prediction
-        is the cost at scale (on 2 busy cores ~25 s per million pairs on one thread); raise it
+        is the cost at scale (on 2 busy cores ~17 s per million pairs on one thread); raise it
         on an idle many-core machine.
 
     Attributes
