@@ -147,7 +147,9 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
         ctx.platform_code[a[eligible]],
         ctx.platform_code[b[eligible]],
     )
-    choice, reason = _choose_threshold(matcher, train, a, b, ctx, cfg.link.link_precision)
+    choice, reason = _choose_threshold(
+        matcher, train, a, b, prob, eligible, ctx, cfg.link.link_precision
+    )
     threshold = choice.threshold if choice is not None else None
     asserted = keep & (by_identifier | (prob >= threshold if threshold is not None else False))
     pair_rank = _candidate_rank(a, b, prob, ctx.platform_code)
@@ -192,7 +194,14 @@ def _informative(X: np.ndarray) -> np.ndarray:
 
 
 def _choose_threshold(
-    matcher: Any, train: Training, a: np.ndarray, b: np.ndarray, ctx: LinkContext, target: float
+    matcher: Any,
+    train: Training,
+    a: np.ndarray,
+    b: np.ndarray,
+    prob: np.ndarray,
+    eligible: np.ndarray,
+    ctx: LinkContext,
+    target: float,
 ) -> tuple[Any, str | None]:
     from crossrec.link.assign import ThresholdChoice, one_to_one, threshold_for_precision
 
@@ -203,10 +212,16 @@ def _choose_threshold(
     idx = matcher.heldout_index
     if idx.size == 0:
         return None, "no held-out known links to choose a threshold on"
+    # held-out known-linked accounts compete with every unsettled pair, as at linking time
     src, dst = train.src[idx], train.dst[idx]
+    pool_a = np.concatenate([src, a[eligible]])
+    pool_b = np.concatenate([dst, b[eligible]])
+    pool_s = np.concatenate([matcher.heldout_scores, prob[eligible]])
+    kept = one_to_one(pool_a, pool_b, pool_s, ctx.platform_code[pool_a], ctx.platform_code[pool_b])[
+        : len(idx)
+    ]
     scores, labels = matcher.heldout_scores, matcher.heldout_labels
-    kept = one_to_one(src, dst, scores, ctx.platform_code[src], ctx.platform_code[dst])
-    n_pos = len(np.unique(matcher.heldout_groups))
+    n_pos = len(np.unique(matcher.heldout_groups[labels]))
     choice = threshold_for_precision(scores[kept], labels[kept], target, n_positives=n_pos)
     if choice.threshold is None:
         return None, choice.reason
