@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from crossrec.errors import ModelError
 
 RHYTHM_BINS = 7 * 24  # day of week (Monday first) × hour of day, UTC
+VALUE_BINS = 10  # deciles of a value's percentile among its platform's values
 _META = "accounts.json"
 _ARRAYS = "accounts.npz"
 
@@ -36,6 +37,9 @@ class AccountProfiles:
     text : np.ndarray (n, t) float32, unit rows; zero where ``has_text`` is False.
     rhythm : np.ndarray (n, 168) float32, rows sum to 1; zero where ``has_rhythm`` is False.
     active_days : np.ndarray (n,) int32 — distinct UTC dates with events (0 without time).
+    values : np.ndarray (n, 10) float32, rows sum to 1 — how the account's values (ratings)
+        fall into the deciles of its platform's values: a habit that survives a rescaled
+        rating scale; zero where ``has_values`` is False.
     events : np.ndarray (n,) int32 — events per account.
     top_categories : list of list of str — up to 3 per account, most weighted first.
     """
@@ -51,6 +55,8 @@ class AccountProfiles:
     active_days: np.ndarray
     events: np.ndarray
     top_categories: list[list[str]]
+    values: np.ndarray = field(default_factory=lambda: np.zeros((0, VALUE_BINS), np.float32))
+    has_values: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     _rows: dict[tuple[str, str], int] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -80,6 +86,8 @@ class AccountProfiles:
             has_rhythm=self.has_rhythm,
             active_days=self.active_days,
             events=self.events,
+            values=self.values,
+            has_values=self.has_values,
         )
         meta = {"format": 1, "accounts": len(self), "top_categories": self.top_categories}
         (directory / _META).write_text(json.dumps(meta), encoding="utf-8")
@@ -205,6 +213,7 @@ def build_profiles(
     rhythm[has_rhythm] /= totals[has_rhythm, None]
     counts = np.bincount(inverse, minlength=n).astype(np.int32)
     top = _top_categories(inverse, ev_platform, items, weights, categories, n)
+    values, has_values = _value_profiles(events, ev_platform, inverse, n)
     return AccountProfiles(
         platform=platform,
         account=account,
@@ -217,7 +226,32 @@ def build_profiles(
         active_days=active,
         events=counts,
         top_categories=top,
+        values=values,
+        has_values=has_values,
     )
+
+
+def _value_profiles(
+    events: pa.Table, platforms: np.ndarray, inverse: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per account, the share of its values in each decile of its platform's values."""
+    raw = events.column("value").to_numpy(zero_copy_only=False).astype(np.float64)
+    hist = np.zeros((n, VALUE_BINS), dtype=np.float64)
+    for p in np.unique(platforms):
+        mask = (platforms == p) & ~np.isnan(raw)
+        if not mask.any():
+            continue
+        vals = raw[mask]
+        order = np.sort(vals)
+        # mid-rank percentile: tied values share one, so a rescaled scale gives the same bins
+        ranks = np.searchsorted(order, vals, "left") + np.searchsorted(order, vals, "right")
+        pct = ranks / (2.0 * len(order))
+        bins = np.minimum((pct * VALUE_BINS).astype(np.int64), VALUE_BINS - 1)
+        np.add.at(hist, (inverse[mask], bins), 1.0)
+    totals = hist.sum(axis=1)
+    has = totals > 0
+    hist[has] /= totals[has, None]
+    return hist.astype(np.float32), has
 
 
 def _top_categories(
