@@ -183,6 +183,7 @@ def _sql_label(sql: str) -> str:
     return text[:70]
 
 
+# Labels for the statements of crossrec's ingest; an unknown statement shows its first words.
 _SQL_LABELS: list[tuple[str, str]] = [
     (r"^CREATE TABLE raw AS .*read_csv", "stage: read_csv into raw (all VARCHAR)"),
     (r"^CREATE TABLE raw AS .*read_parquet", "stage: read_parquet into raw (CAST to VARCHAR)"),
@@ -190,11 +191,17 @@ _SQL_LABELS: list[tuple[str, str]] = [
     (r"^CREATE TABLE checked", "validate: CREATE TABLE checked"),
     (r"JOIN raw r ON r.rowid = c._row WHERE c._reason IS NOT NULL", "quarantine: bad rows"),
     (r"^SELECT DISTINCT account_raw", "pseudonymise: SELECT DISTINCT account_raw"),
-    (r"^DESCRIBE raw", "DESCRIBE raw"),
-    (r"^CREATE TEMP TABLE _incoming", "store: _incoming <- staging query (join, md5)"),
+    (r"^CREATE TABLE good AS", "good rows: join pseudonyms, md5 event ids"),
+    (r"count\(DISTINCT event_id\) FROM good", "good rows: count, count distinct event_id"),
+    (r"^CREATE TABLE good_once", "good rows: in-file dedupe (row_number)"),
+    (r"min\(ts\) AS first_seen", "good rows: first/last seen per account"),
+    (r"^SELECT \* FROM good", "good rows: stream out"),
+    (r"^CREATE TEMP TABLE _incoming", "store: _incoming <- staged stream"),
     (r"^SELECT count\(\*\) FROM _incoming", "store: count _incoming"),
-    (r"^INSERT INTO events", "store: dedupe INSERT INTO events"),
-    (r"^INSERT INTO accounts", "store: refresh_accounts"),
+    (r"^INSERT INTO events .*NOT EXISTS", "store: dedupe INSERT INTO events"),
+    (r"^INSERT INTO events", "store: append INSERT INTO events"),
+    (r"^SELECT 1 FROM events WHERE platform", "store: platform has events?"),
+    (r"^INSERT INTO accounts", "store: accounts first/last seen"),
     (r"^SELECT coalesce\(max\(seq\)", "store: next_seq"),
     (r"^COMMIT", "store: COMMIT"),
     (r"^UPDATE meta SET value", "store: add to the duplicates counter"),
@@ -207,31 +214,38 @@ class TimedConnection:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, name: str, log: PhaseLog) -> None:
         self._con, self._name, self._log = con, name, log
-        self._pending: list[Any] | None = None
+        self._pending: dict[str, list[Any]] = {}
 
     def execute(self, sql: str, *args: Any, **kwargs: Any) -> Any:
         with self._log.span(f"[{self._name}] {_sql_label(sql)}"):
             entry = self._log.spans[-1]
-            if self._pending is not None:  # a registered stream: show its pulls under this
-                self._pending[0] = self._log._depth
-                self._log.spans.append(self._pending)
-                self._pending = None
+            for name in [n for n in self._pending if n in sql]:
+                pulls = self._pending.pop(name)  # a registered stream read by this statement
+                pulls[0] = self._log._depth
+                self._log.spans.append(pulls)
             result = self._con.execute(sql, *args, **kwargs)
         return _TimedResult(result, entry)
 
+    def sql(self, sql: str, *args: Any, **kwargs: Any) -> Any:
+        """A lazy relation: its time is charged when it is fetched."""
+        with self._log.span(f"[{self._name}] {_sql_label(sql)}"):
+            entry = self._log.spans[-1]
+            rel = self._con.sql(sql, *args, **kwargs)
+        return _TimedResult(rel, entry)
+
     def register(self, name: str, obj: Any) -> Any:
         if isinstance(obj, pa.RecordBatchReader):
-            obj = self._timed_reader(obj)
+            obj = self._timed_reader(name, obj)
         return self._con.register(name, obj)
 
     def close(self) -> None:
         with self._log.span(f"[{self._name}] close (checkpoint)"):
             self._con.close()
 
-    def _timed_reader(self, reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
-        """Time the pulls of a batch stream: the staging query's own share of the copy."""
-        entry: list[Any] = [0, "pulling batches from the staging query", 0.0, 0.0, None]
-        self._pending = entry
+    def _timed_reader(self, name: str, reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
+        """Time the pulls of a batch stream: the producing query's share of the copy."""
+        entry: list[Any] = [0, f"pulling batches of {name} from the staging database", 0, 0, None]
+        self._pending[name] = entry
 
         def batches() -> Iterator[pa.RecordBatch]:
             while True:
@@ -251,14 +265,14 @@ class TimedConnection:
 
 
 class _TimedResult:
-    """The result of ``execute``: a query may stream, so its fetches count to its statement."""
+    """A result or relation: a query may stream, so its fetches count to its statement."""
 
     def __init__(self, result: Any, entry: list[Any]) -> None:
         self._result, self._entry = result, entry
 
     def __getattr__(self, attr: str) -> Any:
         value = getattr(self._result, attr)
-        if not (attr.startswith("fetch") or attr.startswith("to_arrow")):
+        if not (attr.startswith("fetch") or attr.startswith("to_arrow_table") or attr == "pl"):
             return value
 
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -300,6 +314,7 @@ def _instrument(log: PhaseLog) -> Callable[[Any], None]:
     timed(pipeline.Ingestor, "_pseudonyms", "pseudonymise (distinct + HMAC in Python)")
     timed(pipeline.Ingestor, "_identifiers", "personal identifiers")
     timed(pipeline.Ingestor, "_log", "ingest log")
+    timed(pipeline.Ingestor, "_write_events", "write events")
     timed(Quarantine, "add", "quarantine.duckdb: open, INSERT OR IGNORE, close")
 
     def on_workspace(ws: Any) -> None:
