@@ -300,7 +300,7 @@ def test_douban_real_data() -> None:
     known = shared[: len(shared) // 2]
     links = [(("book", u), ("music", u)) for u in known]
 
-    enc = SequenceEncoder.fit(train, SequenceConfig(epochs=5), links=links, seed=0)
+    enc = SequenceEncoder.fit(train, SequenceConfig(epochs=8), links=links, seed=0, threads=1)
 
     keys = enc.encode_all()
     assert len(keys.accounts) == 2110 + 1672 and enc.history["items_with_text"] == 0
@@ -317,9 +317,12 @@ def test_douban_real_data() -> None:
         ]
         hits += r["item"] in set(top.tolist())
     assert hits / removed.num_rows > 0.01
-    # Anchors land close together. (People never linked are not found this way on Douban:
-    # disjoint catalogues and no text leave behaviour alone, which barely transfers.)
-    book = keys.vectors[[row[("book", u)] for u in known]]
-    music = keys.vectors[[row[("music", u)] for u in known]]
+    # People never linked: their music account ranks above the middle of the 783 unlinked
+    # music accounts for their book account (chance: the middle). Disjoint catalogues and no
+    # text leave behaviour alone, which transfers only a little between books and music.
+    unseen = shared[len(shared) // 2 :]
+    book = keys.vectors[[row[("book", u)] for u in unseen]]
+    music = keys.vectors[[row[("music", u)] for u in unseen]]
     sims = book @ music.T
-    assert np.diag(sims).mean() > sims.mean() + 0.2
+    rank = (sims > np.diag(sims)[:, None]).sum(1)
+    assert np.median(rank) < 0.45 * len(unseen)

@@ -259,33 +259,46 @@ class Trainer:
             hidden[:, :-1][mask], targets, reprs, cand, correction, self.config.temperature
         )
 
+    def _frozen_reprs(self, rows: torch.Tensor) -> torch.Tensor:
+        return self._reprs(rows).detach()
+
     def _link_loss(self, ts: TrainSet, pairs: np.ndarray) -> torch.Tensor:
         both = np.concatenate([pairs[:, 0], pairs[:, 1]])
         starts, lengths = last_windows(ts.data.offsets, both, self.config.max_len)
-        u = encode_windows(self.net, ts.data.tokens, starts, lengths, self._reprs)
+        # The link term shapes only how a sequence is summarised, never the items themselves:
+        # with item embeddings free, a few hundred anchors are memorised through their items'
+        # ids (the links stop generalising and next-item quality drops); through the encoder
+        # alone they teach a mapping that carries over to unlinked people.
+        u = encode_windows(self.net, ts.data.tokens, starts, lengths, self._frozen_reprs)
         n = len(pairs)
         ids = torch.from_numpy(pairs)
         return link_loss(u[:n], u[n:], ids[:, 0], ids[:, 1], self.config.temperature)
 
-    def _validate(self, ts: TrainSet, seed: int) -> float | None:
+    def _validate(self, ts: TrainSet, seed: int) -> tuple[float | None, float | None]:
+        """Held-out next-item loss and held-out link loss (None where there is nothing)."""
         starts, lengths = ts.valid_windows
-        if len(starts) == 0:
-            return None
+        next_loss = link = None
         # Fresh, fixed negatives every epoch so that epochs are compared on the same draw.
         rng = np.random.default_rng(seed)
         self.net.eval()
-        total, weight = 0.0, 0
         with torch.no_grad():
             bs = self.config.batch_size
+            total = 0.0
             for i in range(0, len(starts), bs):
                 loss = self._seq_loss(ts, starts[i : i + bs], lengths[i : i + bs], rng)
                 total += float(loss) * len(starts[i : i + bs])
-                weight += len(starts[i : i + bs])
-            value = total / weight
+            if len(starts):
+                next_loss = total / len(starts)
             if len(ts.valid_links) >= 2 and self.config.link_weight > 0:
-                value += self.config.link_weight * float(self._link_loss(ts, ts.valid_links))
+                link = float(self._link_loss(ts, ts.valid_links))
         self.net.train()
-        return value
+        return next_loss, link
+
+    def _criterion(self, next_loss: float | None, link: float | None) -> float | None:
+        """The early-stopping score: the training objective on held-out accounts."""
+        if next_loss is None:
+            return None
+        return next_loss + (0.0 if link is None else self.config.link_weight * link)
 
     def fit(self, ts: TrainSet, *, progress: ProgressHook, valid_seed: int) -> dict[str, object]:
         cfg = self.config
@@ -324,13 +337,16 @@ class Trainer:
                 if time.perf_counter() - t0 > cfg.max_seconds:
                     stopped = "max_seconds"
                     break
-            valid = self._validate(ts, valid_seed)
+            v_next, v_link = self._validate(ts, valid_seed)
+            valid = self._criterion(v_next, v_link)
             train_loss = seq_sum / max(steps, 1)
             row: dict[str, float | int | None] = {
                 "epoch": epoch,
                 "train_loss": round(train_loss, 6),
                 "link_loss": round(link_sum / max(steps, 1), 6) if use_links else None,
                 "valid_loss": None if valid is None else round(valid, 6),
+                "valid_next_loss": None if v_next is None else round(v_next, 6),
+                "valid_link_loss": None if v_link is None else round(v_link, 6),
                 "seconds": round(time.perf_counter() - te, 3),
                 "steps": steps,
             }
