@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from crossrec.workspace import Workspace
 
 LINK_DIR = "link"
+#: Fewest held-out links the operating threshold must assert for its precision to count.
+MIN_HELDOUT_LINKS = 10
 
 
 @dataclass
@@ -222,7 +224,10 @@ def _choose_threshold(
     ]
     scores, labels = matcher.heldout_scores, matcher.heldout_labels
     n_pos = len(np.unique(matcher.heldout_groups[labels]))
-    choice = threshold_for_precision(scores[kept], labels[kept], target, n_positives=n_pos)
+    # a precision measured on a handful of links says little: ask for MIN_HELDOUT_LINKS
+    choice = threshold_for_precision(
+        scores[kept], labels[kept], target, n_positives=n_pos, min_predicted=MIN_HELDOUT_LINKS
+    )
     if choice.threshold is None:
         return None, choice.reason
     return choice, None
