@@ -12,15 +12,17 @@ The lists are fused by reciprocal rank (Cormack et al. 2009: ``Σ_s 1 / (60 + ra
 to the smaller row) and cut to ``max_candidates`` per (account, other platform).
 
 Every pair is reported once, oriented ``a_row < b_row`` (a on the platform first in sorted
-order), with its ranks from both sides: ``rank_ab_<space>`` is b's rank in a's list,
-``rank_ba_<space>`` a's rank in b's list (1 = best, 0 = absent). A pair is in the output when
-the fused list of a query account holds it; asking for all rows gives the union of both
-directions, asking for a few rows (the online path) gives exactly the batch pairs those rows
-found, with the same ranks.
+order), with its ranks from both sides: ``rank_ab_<space>`` is b's rank in a's ``<space>``
+list and ``rank_ab_fused`` its place in a's fused list; ``rank_ba_*`` the same from b's side
+(1 = best, 0 = absent). Space ranks are kept for the accounts of the fused list, so an entry
+cut by ``max_candidates`` has no rank (nothing is cut when ``max_candidates >= 3 × top_k``).
+A pair is in the output when the fused list of a query account holds it: asking for all rows
+gives the union of both directions, asking for a few rows (the online path) gives exactly the
+batch pairs those rows found, with the same ranks.
 
-Work and memory are bounded: queries go in batches, lists are int32 arrays of
-``(queries, top_k)``, and the number of pairs is checked against ``link.max_candidate_pairs``
-before any search.
+Work and memory are bounded: queries are searched and fused in batches, a fused list is
+``max_candidates`` int32 rows plus uint16 ranks per query, and the number of pairs is checked
+against ``link.max_candidate_pairs`` before any search.
 """
 
 from __future__ import annotations
@@ -46,8 +48,6 @@ RANK_NAMES: tuple[str, ...] = tuple(
 RRF_K = 60
 #: Query accounts per search call: bounds the (batch, top_k) result buffers.
 QUERY_BATCH = 16_384
-#: Pairs per rank look-up step: bounds the (pairs, top_k) comparison buffer.
-_LOOKUP_BATCH = 1_000_000
 
 
 @dataclass
@@ -87,11 +87,15 @@ class Candidates:
 
 @dataclass
 class _Lists:
-    """Top lists of query rows of platform A on platform B (int32 global rows, -1 padded)."""
+    """Fused lists of query rows of platform A on platform B.
 
-    rows: np.ndarray  # (m,) int64 sorted query rows
-    spaces: dict[str, np.ndarray]  # space -> (m, top_k) int32
+    ``fused[i, j]`` is the profile row at fused rank ``j + 1`` for query ``rows[i]`` (-1 where
+    the list is shorter) and ``space_ranks[i, j, s]`` its rank in ``SPACES[s]`` (0 = absent).
+    """
+
+    rows: np.ndarray  # (m,) int64, sorted
     fused: np.ndarray  # (m, max_candidates) int32
+    space_ranks: np.ndarray  # (m, max_candidates, len(SPACES)) uint16
 
 
 def estimate_pairs(
@@ -155,11 +159,8 @@ def generate_candidates(
     from crossrec.progress import NullProgress
 
     cfg = ctx.config.link
-    k = cfg.top_k if top_k is None else int(top_k)
-    cap = cfg.max_candidates if max_candidates is None else int(max_candidates)
+    k, cap = _sizes(ctx, top_k, max_candidates)
     limit = cfg.max_candidate_pairs if max_pairs is None else int(max_pairs)
-    if k < 1 or cap < 1:
-        raise InputError(f"top_k and max_candidates must be >= 1, got {k} and {cap}")
     queries = _query_rows(ctx, rows)
     estimate = estimate_pairs(ctx, queries, max_candidates=cap, top_k=k)
     if estimate > limit:
@@ -171,52 +172,30 @@ def generate_candidates(
             "if the memory allows (about 50 bytes per pair)",
         )
     hook = progress or NullProgress()
-    n_platforms = len(ctx.platforms)
-    directions = [(p, q) for p in range(n_platforms) for q in range(n_platforms) if p != q]
+    directions = _directions(ctx)
     task = hook.task("candidate search", total=len(directions))
     codes = ctx.platform_code[queries]
-    lists: dict[tuple[int, int], _Lists] = {}
+    entries = []
+    found: dict[tuple[int, int], np.ndarray] = {}
     for p, q in directions:
-        lists[(p, q)] = _direction_lists(ctx, mappings, p, q, queries[codes == p], k, cap)
+        lists = _direction_lists(ctx, mappings, p, q, queries[codes == p], k, cap)
+        entries.append(_entries(ctx, lists, p, q))
+        if rows is not None:
+            found[(p, q)] = np.unique(lists.fused[lists.fused >= 0]).astype(np.int64)
+        del lists
         task.advance()
     task.done()
-    # Reverse lists of the accounts found, for the ranks "from b's side" (online path only:
-    # for a full run every account already has its lists).
-    for p, q in directions:
-        found = np.unique(lists[(p, q)].fused)
-        found = found[found >= 0].astype(np.int64)
-        missing = np.setdiff1d(found, lists[(q, p)].rows)
-        if len(missing):
-            extra = _direction_lists(ctx, mappings, q, p, missing, k, cap)
-            lists[(q, p)] = _merge(lists[(q, p)], extra)
-    # Pairs found by the query rows, oriented a < b.
-    keys = []
+    keys = np.unique(np.concatenate([e[0] for e in entries]))
+    # The ranks from the other side of pairs whose other side was not queried (online path):
+    # search those accounts' lists too, exactly as a full run would.
+    for (p, q), rows_found in found.items():
+        extra = np.setdiff1d(rows_found, queries)
+        if len(extra):
+            entries.append(
+                _entries(ctx, _direction_lists(ctx, mappings, q, p, extra, k, cap), q, p)
+            )
     n = len(ctx)
-    for lst in lists.values():
-        is_query = np.isin(lst.rows, queries)
-        own = np.repeat(lst.rows[is_query], lst.fused.shape[1])
-        other = lst.fused[is_query].reshape(-1).astype(np.int64)
-        ok = other >= 0
-        own, other = own[ok], other[ok]
-        keys.append(np.minimum(own, other) * n + np.maximum(own, other))
-    uniq = np.unique(np.concatenate(keys)) if keys else np.empty(0, np.int64)
-    a_rows, b_rows = uniq // n, uniq % n
-    ranks = np.zeros((len(uniq), len(RANK_NAMES)), np.uint16)
-    code_a, code_b = ctx.platform_code[a_rows], ctx.platform_code[b_rows]
-    for p, q in directions:
-        if p > q:
-            continue
-        sel = np.flatnonzero((code_a == p) & (code_b == q))
-        if len(sel) == 0:
-            continue
-        fwd, rev = lists[(p, q)], lists[(q, p)]
-        for j, name in enumerate(RANK_NAMES):
-            _, side, space = name.split("_", 2)
-            lst, own, other = (fwd, a_rows, b_rows) if side == "ab" else (rev, b_rows, a_rows)
-            matrix = lst.fused if space == "fused" else lst.spaces.get(space)
-            if matrix is not None:
-                ranks[sel, j] = rank_in(matrix, lst.rows, own[sel], other[sel])
-    return Candidates(a_rows, b_rows, ranks)
+    return Candidates(keys // n, keys % n, _scatter_ranks(keys, entries))
 
 
 def pair_ranks(
@@ -230,66 +209,56 @@ def pair_ranks(
 ) -> np.ndarray:
     """The candidate ranks of arbitrary pairs (e.g. known links used as training positives).
 
-    Searches the lists of every account involved, as :func:`generate_candidates` does, and
-    looks the pairs up: the ranks equal those of the same pair among the candidates.
+    Searches the lists of every account involved, as :func:`generate_candidates` does, so a
+    pair gets the ranks it has among the candidates (zeros when it is not a candidate).
+    ``ab`` columns follow the given orientation (b in a's list).
 
     Returns
     -------
     np.ndarray, shape (n, len(RANK_NAMES)), uint16
     """
-    cfg = ctx.config.link
-    k = cfg.top_k if top_k is None else int(top_k)
-    cap = cfg.max_candidates if max_candidates is None else int(max_candidates)
-    a_rows = np.asarray(a_rows, dtype=np.int64)
-    b_rows = np.asarray(b_rows, dtype=np.int64)
-    ranks = np.zeros((len(a_rows), len(RANK_NAMES)), np.uint16)
-    code_a, code_b = ctx.platform_code[a_rows], ctx.platform_code[b_rows]
-    for p in range(len(ctx.platforms)):
-        for q in range(len(ctx.platforms)):
-            sel = np.flatnonzero((code_a == p) & (code_b == q))
-            if p == q or len(sel) == 0:
-                continue
-            fwd = _direction_lists(ctx, mappings, p, q, np.unique(a_rows[sel]), k, cap)
-            rev = _direction_lists(ctx, mappings, q, p, np.unique(b_rows[sel]), k, cap)
-            for j, name in enumerate(RANK_NAMES):
-                _, side, space = name.split("_", 2)
-                lst, own, other = (fwd, a_rows, b_rows) if side == "ab" else (rev, b_rows, a_rows)
-                matrix = lst.fused if space == "fused" else lst.spaces.get(space)
-                if matrix is not None:
-                    ranks[sel, j] = rank_in(matrix, lst.rows, own[sel], other[sel])
+    k, cap = _sizes(ctx, top_k, max_candidates)
+    a = np.asarray(a_rows, dtype=np.int64)
+    b = np.asarray(b_rows, dtype=np.int64)
+    if a.shape != b.shape:
+        raise InputError("a_rows and b_rows must have the same length")
+    n = len(ctx)
+    code_a, code_b = ctx.platform_code[a], ctx.platform_code[b]
+    entries = []
+    for p, q in _directions(ctx):
+        sel = (code_a == p) & (code_b == q)
+        own = np.unique(np.concatenate([a[sel], b[(code_b == p) & (code_a == q)]]))
+        if len(own):
+            entries.append(_entries(ctx, _direction_lists(ctx, mappings, p, q, own, k, cap), p, q))
+    keys = np.minimum(a, b) * n + np.maximum(a, b)
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    ranks = _scatter_ranks(uniq, entries)[inverse]
+    flip = a > b  # given as (later platform, earlier platform): swap the ab and ba columns
+    ranks[flip] = ranks[flip][:, _SWAP]
     return ranks
 
 
-def rank_in(
-    lists: np.ndarray, list_rows: np.ndarray, own: np.ndarray, other: np.ndarray
-) -> np.ndarray:
-    """1-based position of ``other[i]`` in the list of ``own[i]``; 0 when absent.
-
-    Parameters
-    ----------
-    lists : np.ndarray, shape (m, k), int
-        Row ``j`` is the list of account ``list_rows[j]``.
-    list_rows : np.ndarray, shape (m,), sorted
-    own, other : np.ndarray, shape (n,)
-
-    Returns
-    -------
-    np.ndarray, shape (n,), uint16
-    """
-    out = np.zeros(len(own), np.uint16)
-    if len(list_rows) == 0 or lists.shape[1] == 0:
-        return out
-    pos = np.minimum(np.searchsorted(list_rows, own), len(list_rows) - 1)
-    has_list = list_rows[pos] == own
-    for start in range(0, len(own), _LOOKUP_BATCH):
-        sl = slice(start, start + _LOOKUP_BATCH)
-        eq = lists[pos[sl]] == other[sl, None].astype(lists.dtype)
-        found = eq.any(axis=1) & has_list[sl]
-        out[sl] = np.where(found, eq.argmax(axis=1) + 1, 0)
-    return out
-
-
 # -- internals ---------------------------------------------------------------------------------
+#: Column permutation that swaps every ``rank_ab_*`` with its ``rank_ba_*``.
+_SWAP = np.arange(len(RANK_NAMES)) ^ 1
+
+
+def _sizes(ctx: LinkContext, top_k: int | None, max_candidates: int | None) -> tuple[int, int]:
+    cfg = ctx.config.link
+    k = cfg.top_k if top_k is None else int(top_k)
+    cap = cfg.max_candidates if max_candidates is None else int(max_candidates)
+    if k < 1 or cap < 1:
+        raise InputError(f"top_k and max_candidates must be >= 1, got {k} and {cap}")
+    if k > 65_535 or cap > 65_535:
+        raise InputError("top_k and max_candidates must be below 65536")
+    return k, cap
+
+
+def _directions(ctx: LinkContext) -> list[tuple[int, int]]:
+    n = len(ctx.platforms)
+    return [(p, q) for p in range(n) for q in range(n) if p != q]
+
+
 def _query_rows(ctx: LinkContext, rows: np.ndarray | None) -> np.ndarray:
     if rows is None:
         return np.arange(len(ctx), dtype=np.int64)
@@ -308,69 +277,118 @@ def _direction_lists(
     top_k: int,
     max_candidates: int,
 ) -> _Lists:
-    """Top lists of ``queries`` (rows of platform ``p``) on platform ``q``, fused and cut."""
+    """Fused lists of ``queries`` (rows of platform ``p``) on platform ``q``."""
     a_name, b_name = ctx.platforms[p], ctx.platforms[q]
     profiles = ctx.profiles
-    spaces: dict[str, np.ndarray] = {}
+    indexes = {}
     for space in SPACES:
         if space == "cf" and (mappings is None or not mappings.has(a_name, b_name)):
             continue
         index = ctx.index(space, b_name)
-        if index is None or len(index) == 0:
-            continue
-        ids = np.full((len(queries), top_k), -1, np.int32)
-        usable = profiles.has_text[queries] if space == "text" else np.ones(len(queries), bool)
-        todo = np.flatnonzero(usable)
-        for start in range(0, len(todo), QUERY_BATCH):
-            pos = todo[start : start + QUERY_BATCH]
-            rows = queries[pos]
-            if space == "cf":
-                assert mappings is not None
-                vectors = mappings.map(a_name, b_name, profiles.cf[rows], "linear")
-            else:
-                vectors = getattr(profiles, space)[rows]
-            _, found = index.search(vectors, top_k)
-            ids[pos, : found.shape[1]] = found
-        spaces[space] = ids
-    return _Lists(queries, spaces, _fuse(spaces, len(queries), max_candidates))
-
-
-def _fuse(spaces: dict[str, np.ndarray], m: int, max_candidates: int) -> np.ndarray:
-    """Reciprocal-rank fusion of the space lists, best ``max_candidates`` per query."""
-    out = np.full((m, max_candidates), -1, np.int32)
-    if not spaces or m == 0:
-        return out
+        if index is not None and len(index):
+            indexes[space] = index
+    m = len(queries)
+    fused = np.full((m, max_candidates), -1, np.int32)
+    ranks = np.zeros((m, max_candidates, len(SPACES)), np.uint16)
     for start in range(0, m, QUERY_BATCH):
-        stop = min(start + QUERY_BATCH, m)
-        blocks = [ids[start:stop] for ids in spaces.values()]
-        cand = np.concatenate(blocks, axis=1).astype(np.int64)  # (b, S*k)
-        k = blocks[0].shape[1]
-        rank = np.tile(np.arange(1, k + 1), len(blocks))
-        query = np.broadcast_to(np.arange(stop - start)[:, None], cand.shape)
-        ok = cand >= 0
-        query, cand = query[ok], cand[ok]
-        score = (1.0 / (RRF_K + np.broadcast_to(rank, ok.shape)[ok])).astype(np.float64)
-        width = int(cand.max()) + 1 if len(cand) else 1
-        uniq, inverse = np.unique(query.astype(np.int64) * width + cand, return_inverse=True)
-        total = np.bincount(inverse, weights=score)
-        uq, uc = uniq // width, uniq % width
-        # Best score first, ties to the smaller row; then the position within each query.
-        order = np.lexsort((uc, -np.round(total, 12), uq))
-        uq, uc = uq[order], uc[order]
-        first = np.searchsorted(uq, np.arange(stop - start))
-        position = np.arange(len(uq)) - first[uq]
-        keep = position < max_candidates
-        out[start + uq[keep], position[keep]] = uc[keep]
+        rows = queries[start : start + QUERY_BATCH]
+        lists: dict[int, np.ndarray] = {}
+        for s, space in enumerate(SPACES):
+            if space not in indexes:
+                continue
+            ids = np.full((len(rows), top_k), -1, np.int64)
+            usable = profiles.has_text[rows] if space == "text" else np.ones(len(rows), bool)
+            if usable.any():
+                if space == "cf":
+                    assert mappings is not None
+                    vectors = mappings.map(a_name, b_name, profiles.cf[rows[usable]], "linear")
+                else:
+                    vectors = getattr(profiles, space)[rows[usable]]
+                _, got = indexes[space].search(vectors, top_k)
+                ids[np.flatnonzero(usable)[:, None], np.arange(got.shape[1])] = got
+            lists[s] = ids
+        stop = start + len(rows)
+        fused[start:stop], ranks[start:stop] = _fuse(lists, len(rows), max_candidates)
+    return _Lists(queries, fused, ranks)
+
+
+def _fuse(
+    lists: dict[int, np.ndarray], m: int, max_candidates: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reciprocal-rank fusion of one batch of space lists.
+
+    Parameters
+    ----------
+    lists : dict of space position → np.ndarray, shape (m, k), int64 rows (-1 = none)
+
+    Returns
+    -------
+    fused : np.ndarray, shape (m, max_candidates), int32
+    ranks : np.ndarray, shape (m, max_candidates, len(SPACES)), uint16
+    """
+    fused = np.full((m, max_candidates), -1, np.int32)
+    ranks = np.zeros((m, max_candidates, len(SPACES)), np.uint16)
+    parts = [
+        (s, np.nonzero(ids >= 0), ids) for s, ids in lists.items()
+    ]  # (space, (query, position), ids)
+    query = np.concatenate([qp[0] for _, qp, _ in parts]) if parts else np.empty(0, np.int64)
+    if len(query) == 0:
+        return fused, ranks
+    cand = np.concatenate([ids[qp] for _, qp, ids in parts])
+    rank = np.concatenate([qp[1] + 1 for _, qp, _ in parts])
+    space = np.concatenate([np.full(len(qp[0]), s) for s, qp, _ in parts])
+    width = int(cand.max()) + 1
+    uniq, inverse = np.unique(query.astype(np.int64) * width + cand, return_inverse=True)
+    score = np.bincount(inverse, weights=1.0 / (RRF_K + rank))
+    per_space = np.zeros((len(uniq), len(SPACES)), np.uint16)
+    per_space[inverse, space] = rank
+    uq, uc = uniq // width, uniq % width
+    # Best score first, ties to the smaller row; then the position within each query.
+    order = np.lexsort((uc, -np.round(score, 12), uq))
+    first = np.searchsorted(uq[order], np.arange(m))
+    position = np.arange(len(order)) - first[uq[order]]
+    keep = order[position < max_candidates]
+    pos = position[position < max_candidates]
+    fused[uq[keep], pos] = uc[keep]
+    ranks[uq[keep], pos] = per_space[keep]
+    return fused, ranks
+
+
+def _entries(
+    ctx: LinkContext, lists: _Lists, p: int, q: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The lists as one entry per listed pair.
+
+    Returns
+    -------
+    keys : (e,) int64, ``min(row) × n + max(row)``
+    side : int, 0 when the query is the pair's ``a`` (its platform sorts first), else 1
+    fused_rank : (e,) uint16
+    space_ranks : (e, len(SPACES)) uint16
+    """
+    c = lists.fused.shape[1]
+    ok = lists.fused >= 0
+    own = np.broadcast_to(lists.rows[:, None], ok.shape)[ok]
+    other = lists.fused[ok].astype(np.int64)
+    fused_rank = np.broadcast_to(np.arange(1, c + 1, dtype=np.uint16), ok.shape)[ok]
+    n = len(ctx)
+    keys = np.minimum(own, other) * n + np.maximum(own, other)
+    return keys, np.array(0 if p < q else 1), fused_rank, lists.space_ranks[ok]
+
+
+def _scatter_ranks(
+    keys: np.ndarray, entries: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+) -> np.ndarray:
+    """(len(keys), len(RANK_NAMES)) uint16 ranks of the sorted pair ``keys`` from ``entries``."""
+    out = np.zeros((len(keys), len(RANK_NAMES)), np.uint16)
+    if len(keys) == 0:
+        return out
+    fused_col = 2 * len(SPACES)
+    for e_keys, side, fused_rank, space_ranks in entries:
+        idx = np.minimum(np.searchsorted(keys, e_keys), len(keys) - 1)
+        hit = keys[idx] == e_keys
+        idx = idx[hit]
+        out[idx, fused_col + int(side)] = fused_rank[hit]
+        for s in range(len(SPACES)):
+            out[idx, 2 * s + int(side)] = space_ranks[hit, s]
     return out
-
-
-def _merge(a: _Lists, b: _Lists) -> _Lists:
-    """Lists of two disjoint query sets of the same direction, rows kept sorted."""
-    rows = np.concatenate([a.rows, b.rows])
-    order = np.argsort(rows, kind="stable")
-    spaces: dict[str, np.ndarray] = {}
-    for s in set(a.spaces) | set(b.spaces):
-        k = next(lst.spaces[s].shape[1] for lst in (a, b) if s in lst.spaces)
-        parts = [lst.spaces.get(s, np.full((len(lst.rows), k), -1, np.int32)) for lst in (a, b)]
-        spaces[s] = np.concatenate(parts)[order]
-    return _Lists(rows[order], spaces, np.concatenate([a.fused, b.fused])[order])

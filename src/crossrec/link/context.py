@@ -141,10 +141,14 @@ class LinkContext:
             profiles, config, interactions, cf_models=cf_models, model_dir=model_dir
         )
         ctx.alignment = _load_alignment(model_dir / "text" / "alignment.parquet", interactions)
-        ctx.day_indptr, ctx.days = _active_days(ctx, store)
-        ctx.identifiers = _identifiers(ctx, store.read("account_identifiers"))
-        ctx.link_a, ctx.link_b = _known_links(ctx, store.read("known_links"))
+        ctx.read_store(store)
         return ctx
+
+    def read_store(self, store: Store) -> None:
+        """Read active days (events with timestamps), identifiers and known links."""
+        self.day_indptr, self.days = _active_days(self, store)
+        self.identifiers = _identifiers(self, store.read("account_identifiers"))
+        self.link_a, self.link_b = _known_links(self, store.read("known_links"))
 
     @classmethod
     def from_parts(
@@ -175,6 +179,8 @@ class LinkContext:
         identifiers : csr_matrix (n, n_identifiers), optional
         links : (a_rows, b_rows), optional
             Known links as profile rows.
+
+        :meth:`read_store` fills days, identifiers and known links from a store instead.
         """
         n = len(profiles)
         platforms = sorted({str(p) for p in np.unique(profiles.platform)})

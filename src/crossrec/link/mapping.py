@@ -214,8 +214,9 @@ class CFMappings:
     anchors: dict[tuple[str, str], int] = field(default_factory=dict)
     params: dict[str, float | int] = field(default_factory=dict)
 
-    def has(self, platform_a: str, platform_b: str) -> bool:
-        return (platform_a, platform_b) in self.linear
+    def has(self, platform_a: str, platform_b: str, kind: MapKind = "linear") -> bool:
+        """Whether a ``kind`` map from A to B was fitted."""
+        return (platform_a, platform_b) in (self.linear if kind == "linear" else self.mlp)
 
     def map(
         self,
@@ -238,17 +239,17 @@ class CFMappings:
             Predicted (unnormalised) B vectors; compare by cosine.
         """
         key = (platform_a, platform_b)
-        if key not in self.linear:
+        if kind not in ("linear", "mlp"):
+            raise InputError(f"unknown mapping kind {kind!r}", hint="use 'linear' or 'mlp'")
+        if not self.has(platform_a, platform_b, kind):
             raise ModelError(
-                f"no CF mapping from {platform_a!r} to {platform_b!r}",
+                f"no {kind} CF mapping from {platform_a!r} to {platform_b!r}",
                 hint="add known links between the two platforms and refit the mappings",
             )
         x = _unit(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))
         if kind == "linear":
             return apply_linear(x, self.linear[key])
-        if kind == "mlp":
-            return apply_mlp(x, self.mlp[key])
-        raise InputError(f"unknown mapping kind {kind!r}", hint="use 'linear' or 'mlp'")
+        return apply_mlp(x, self.mlp[key])
 
     def save(self, directory: Path) -> None:
         """Write ``mappings.npz`` (weights) and ``mappings.json`` (pairs, anchors, params)."""
@@ -258,9 +259,16 @@ class CFMappings:
         pairs = []
         for i, key in enumerate(sorted(self.linear)):
             arrays[f"p{i}_linear"] = self.linear[key]
-            for name, value in self.mlp[key].items():
+            for name, value in self.mlp.get(key, {}).items():
                 arrays[f"p{i}_mlp_{name}"] = value
-            pairs.append({"from": key[0], "to": key[1], "anchors": self.anchors.get(key, 0)})
+            pairs.append(
+                {
+                    "from": key[0],
+                    "to": key[1],
+                    "anchors": self.anchors.get(key, 0),
+                    "mlp": key in self.mlp,
+                }
+            )
         np.savez(directory / _ARRAYS, **arrays)  # type: ignore[arg-type]
         meta = {"format": _FORMAT, "pairs": pairs, "params": self.params}
         (directory / _META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -296,6 +304,8 @@ def fit_mappings(
     min_pairs: int = 10,
     max_seconds: float = 30.0,
     seed: int | None = None,
+    mlp: bool = True,
+    max_epochs: int = 300,
 ) -> CFMappings:
     """Fit the linear and MLP CF maps of every ordered platform pair from linked accounts.
 
@@ -311,10 +321,12 @@ def fit_mappings(
         Hidden units of the MLP maps.
     min_pairs : int
         Platform pairs with fewer anchors get no map (their CF signals are NaN).
-    max_seconds : float
-        Time bound of each MLP fit.
+    max_seconds, max_epochs : float, int
+        Bounds of each MLP fit (the time bound makes a cut-short fit machine-dependent).
     seed : int, optional
         Defaults to ``train.seed``.
+    mlp : bool
+        Also fit the MLP maps (seconds per pair); the linear maps alone are instant.
 
     Returns
     -------
@@ -330,7 +342,7 @@ def fit_mappings(
     cf = _unit(ctx.profiles.cf.astype(np.float32))
     code_a, code_b = ctx.platform_code[a_rows], ctx.platform_code[b_rows]
     out = CFMappings(
-        params={"alpha": alpha, "hidden": hidden, "min_pairs": min_pairs, "seed": seed}
+        params={"alpha": alpha, "hidden": hidden, "min_pairs": min_pairs, "seed": seed, "mlp": mlp}
     )
     for p, platform_a in enumerate(ctx.platforms):
         for q, platform_b in enumerate(ctx.platforms):
@@ -347,9 +359,15 @@ def fit_mappings(
                 continue
             key = (platform_a, platform_b)
             out.linear[key] = ridge_map(cf[src], cf[dst], alpha)
-            out.mlp[key] = fit_mlp(
-                cf[src], cf[dst], hidden=hidden, seed=seed, max_seconds=max_seconds
-            )
+            if mlp:
+                out.mlp[key] = fit_mlp(
+                    cf[src],
+                    cf[dst],
+                    hidden=hidden,
+                    seed=seed,
+                    max_epochs=max_epochs,
+                    max_seconds=max_seconds,
+                )
             out.anchors[key] = len(src)
     return out
 

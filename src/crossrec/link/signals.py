@@ -18,10 +18,11 @@ signal                       meaning
                              text-aligned counterpart (similarity >= ``link.align_min_similarity``)
                              among the other's items (Dice-style, in [0, 1]); NaN without
                              alignment
-``rhythm_cos``               cosine of the 168-bin weekday × hour histograms (whole-week clock
-                             shifts leave it unchanged); NaN when either side has no timestamps
-``rhythm_shift_cos``         max of ``rhythm_cos`` over the 7 circular whole-day shifts
-``hour_cos``                 cosine of the 24-bin hour-of-day profiles (ignores the weekday)
+``rhythm_cos``               cosine of the 168-bin weekday × hour histograms, smoothed by ±3
+                             hours: clocks shifted by whole weeks leave it unchanged; NaN when
+                             either side has no timestamps
+``hour_cos``                 cosine of the (smoothed) 24-bin hour-of-day profiles: also unchanged
+                             by clocks shifted by whole days (weekday labels lost)
 ``days_jaccard``             Jaccard of the sets of active UTC days; NaN without timestamps
 ``identifiers_equal``        count of equal pseudonymised identifiers (hashed e-mail, ...)
 ``rr_{ab,ba}_<space>``       reciprocal candidate rank (1/rank, 0 when not listed): ``ab`` is b
@@ -58,7 +59,6 @@ SIGNAL_NAMES: tuple[str, ...] = (
     "cf_mlp_cos",
     "aligned_overlap",
     "rhythm_cos",
-    "rhythm_shift_cos",
     "hour_cos",
     "days_jaccard",
     "identifiers_equal",
@@ -67,6 +67,8 @@ SIGNAL_NAMES: tuple[str, ...] = (
     "log_events_a",
     "log_events_b",
 )
+#: Half-width in hours of the box filter applied to rhythms before comparing them.
+RHYTHM_SMOOTH_HOURS = 3
 #: Pairs per vectorised step: bounds the (pairs, dim) gathers (~200 MB at 384 dims).
 PAIR_CHUNK = 65_536
 #: Rarest items per account kept for the aligned-item overlap: rare items carry the evidence
@@ -142,15 +144,15 @@ def _chunk(
 ) -> None:
     prof = ctx.profiles
     pa_, pb_ = ctx.platforms[p], ctx.platforms[q]
-    X[sel, col["seq_cos"]] = _rowcos(prof.sequence[a], prof.sequence[b])
+    X[sel, col["seq_cos"]] = _space_cos(ctx, "sequence", a, b)
     if prof.text.shape[1]:
         both = prof.has_text[a] & prof.has_text[b]
-        X[sel, col["text_cos"]] = np.where(both, _rowcos(prof.text[a], prof.text[b]), np.nan)
+        X[sel, col["text_cos"]] = np.where(both, _space_cos(ctx, "text", a, b), np.nan)
     if mappings is not None:
         for kind in ("linear", "mlp"):
             X[sel, col[f"cf_{kind}_cos"]] = _cf_cos(ctx, mappings, pa_, pb_, a, b, kind)
     X[sel, col["aligned_overlap"]] = _aligned_overlap(ctx, p, q, a, b)
-    _rhythm(prof.rhythm, prof.has_rhythm, a, b, X, sel, col)
+    _rhythm(ctx, a, b, X, sel, col)
     X[sel, col["days_jaccard"]] = _days_jaccard(ctx, a, b)
     ident = ctx.identifiers
     if ident.shape[1]:
@@ -183,6 +185,29 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
+def _inverse_norms(ctx: LinkContext, space: str) -> np.ndarray:
+    """1 / ‖row‖ of a profile space (0 for zero rows), computed once per context."""
+
+    def make() -> np.ndarray:
+        x = getattr(ctx.profiles, space)
+        norms = np.empty(len(x), np.float32)
+        for start in range(0, len(x), PAIR_CHUNK):  # bounded temporaries at 384 dims
+            norms[start : start + PAIR_CHUNK] = np.linalg.norm(
+                x[start : start + PAIR_CHUNK], axis=1
+            )
+        return np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+
+    result: np.ndarray = ctx.cached(("inverse_norms", space), make)
+    return result
+
+
+def _space_cos(ctx: LinkContext, space: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine of rows ``a`` and ``b`` of a profile space (0 where a row is zero)."""
+    x = getattr(ctx.profiles, space)
+    inv = _inverse_norms(ctx, space)
+    return np.einsum("ij,ij->i", x[a], x[b]) * inv[a] * inv[b]
+
+
 def _cf_cos(
     ctx: LinkContext,
     mappings: CFMappings,
@@ -193,12 +218,13 @@ def _cf_cos(
     kind: str,
 ) -> np.ndarray:
     cf = ctx.profiles.cf
+    inv_norm = _inverse_norms(ctx, "cf")
     parts = []
     for src, dst, s_rows, d_rows in ((pa_, pb_, a, b), (pb_, pa_, b, a)):
-        if mappings.has(src, dst):
+        if mappings.has(src, dst, kind):  # type: ignore[arg-type]
             uniq, inv = np.unique(s_rows, return_inverse=True)
-            mapped = mappings.map(src, dst, cf[uniq], kind)  # type: ignore[arg-type]
-            parts.append(_rowcos(mapped[inv], cf[d_rows]))
+            mapped = _unit(mappings.map(src, dst, cf[uniq], kind))  # type: ignore[arg-type]
+            parts.append(np.einsum("ij,ij->i", mapped[inv], cf[d_rows]) * inv_norm[d_rows])
     if not parts:
         return np.full(len(a), np.nan, np.float32)
     return np.mean(parts, axis=0).astype(np.float32)
@@ -270,26 +296,67 @@ def _binary(m: sp.csr_matrix) -> sp.csr_matrix:
 
 # -- time --------------------------------------------------------------------------------------
 def _rhythm(
-    rhythm: np.ndarray,
-    has: np.ndarray,
+    ctx: LinkContext,
     a: np.ndarray,
     b: np.ndarray,
     X: np.ndarray,
     sel: np.ndarray,
     col: dict[str, int],
 ) -> None:
+    has = ctx.profiles.has_rhythm
     both = has[a] & has[b]
     if not both.any():
         return
-    ra, rb = rhythm[a].astype(np.float32), rhythm[b].astype(np.float32)
-    base = _rowcos(ra, rb)
-    best = base.copy()
-    for d in range(1, 7):
-        np.maximum(best, _rowcos(ra, np.roll(rb, 24 * d, axis=1)), out=best)
-    hours = _rowcos(ra.reshape(-1, 7, 24).sum(axis=1), rb.reshape(-1, 7, 24).sum(axis=1))
-    X[sel, col["rhythm_cos"]] = np.where(both, base, np.nan)
-    X[sel, col["rhythm_shift_cos"]] = np.where(both, best, np.nan)
-    X[sel, col["hour_cos"]] = np.where(both, hours, np.nan)
+    a, b = a[both], b[both]
+    inv, hours, inv_h = _rhythm_norms(ctx)
+    rhythm = ctx.profiles.rhythm
+    # (S r_a)·(S r_b) = (SᵀS r_a)·r_b: smooth twice the side with fewer distinct accounts
+    # (the query side of candidate pairs) instead of both sides of every pair.
+    one, other = (a, b) if len(np.unique(a)) <= len(np.unique(b)) else (b, a)
+    uniq, back = np.unique(one, return_inverse=True)
+    twice = _smooth(_smooth(rhythm[uniq]))
+    week = np.einsum("ij,ij->i", twice[back], rhythm[other]) * inv[a] * inv[b]
+    day = np.einsum("ij,ij->i", hours[a], hours[b]) * inv_h[a] * inv_h[b]
+    for name, values in (("rhythm_cos", week), ("hour_cos", day)):
+        out = np.full(len(both), np.nan, np.float32)
+        out[both] = values
+        X[sel, col[name]] = out
+
+
+def _smooth(rhythm: np.ndarray) -> np.ndarray:
+    """Circular box filter of ±``RHYTHM_SMOOTH_HOURS`` over the 168 hours of the week.
+
+    Events of one person land in neighbouring hours on two platforms (sessions straddle
+    the hour, clocks are jittered): on MovieLens split in two, smoothing by ±3 hours lifts
+    the MRR of ``rhythm_cos`` from 0.86 to 0.96 with exact clocks and from 0.33 to 0.66 with
+    clocks shifted by whole weeks plus up to 3 hours of jitter.
+    """
+    h = RHYTHM_SMOOTH_HOURS
+    padded = np.concatenate([rhythm[:, -h - 1 :], rhythm, rhythm[:, :h]], axis=1)
+    total = np.cumsum(padded, axis=1, dtype=np.float32)
+    return total[:, 2 * h + 1 :] - total[:, : -2 * h - 1]
+
+
+def _rhythm_norms(ctx: LinkContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """1 / norm of the smoothed rhythms (n,), the smoothed hour-of-day profiles (n, 24) and
+    1 / their norms (n,), computed once per context."""
+
+    def make() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rhythm = ctx.profiles.rhythm
+        n = len(rhythm)
+        inv = np.zeros(n, np.float32)
+        hours = np.zeros((n, 24), np.float32)
+        for start in range(0, n, PAIR_CHUNK):
+            smooth = _smooth(rhythm[start : start + PAIR_CHUNK])
+            inv[start : start + PAIR_CHUNK] = np.einsum("ij,ij->i", smooth, smooth)
+            hours[start : start + PAIR_CHUNK] = smooth.reshape(-1, 7, 24).sum(axis=1)
+        inv = np.divide(1.0, np.sqrt(inv), out=np.zeros_like(inv), where=inv > 0)
+        inv_h = np.einsum("ij,ij->i", hours, hours)
+        inv_h = np.divide(1.0, np.sqrt(inv_h), out=np.zeros_like(inv_h), where=inv_h > 0)
+        return inv, hours, inv_h
+
+    result: tuple[np.ndarray, np.ndarray, np.ndarray] = ctx.cached("rhythm_norms", make)
+    return result
 
 
 def _day_matrix(ctx: LinkContext) -> sp.csr_matrix:
@@ -362,7 +429,6 @@ _PHRASES: dict[str, str] = {
     "cf_mlp_cos": "co-consumption profiles match through the learned MLP map (cosine {v:.2f})",
     "aligned_overlap": "{p:.0%} of their rarity-weighted items correspond across catalogues",
     "rhythm_cos": "same weekly activity rhythm (similarity {v:.2f})",
-    "rhythm_shift_cos": "same weekly rhythm up to a shift of days (similarity {v:.2f})",
     "hour_cos": "active at the same hours of the day (similarity {v:.2f})",
     "days_jaccard": "active on the same days (Jaccard {v:.2f})",
     "rr_ab_fused": "the other account is candidate #{r} for the first",
