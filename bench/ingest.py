@@ -8,10 +8,11 @@ for each format measures, each step in its own spawned process so that its peak 
 2. ``Workspace.init`` + ``ingest_events`` + close into a fresh workspace;
 3. a re-ingest of the same file into that workspace (must add 0 rows; every row a duplicate).
 
-It prints rows, seconds, events/s, peak RSS, the ratio crossrec events/s ÷ DuckDB events/s
-(target >= 0.5), peak RSS against the file size, and where crossrec's time goes (each SQL
-statement on the staging and store connections, and the Python steps around them, timed by
-wrapping them from here; nothing in ``crossrec`` is changed).
+It prints rows, wall and CPU seconds (CPU: every thread of the process; it holds up on a busy
+machine), events/s, peak RSS, the ratio crossrec events/s ÷ DuckDB events/s (target >= 0.5),
+peak RSS against the file size, and where crossrec's time goes (each SQL statement on the
+staging and store connections, and the Python steps around them, timed by wrapping them from
+here; nothing in ``crossrec`` is changed).
 
     .venv/bin/python bench/ingest.py --events 1000000 --json
     .venv/bin/python bench/ingest.py --events 10000000 --bad-fraction 0.001 --json
@@ -109,7 +110,8 @@ def generate(
         ).fetchone()
     finally:
         con.close()
-    assert row is not None
+    if row is None:
+        raise RuntimeError("the generated events could not be counted")
     return {
         "csv": csv_path,
         "parquet": pq_path,
@@ -378,7 +380,9 @@ def _step_crossrec(
         "reasons": summary.reasons,
         "events_added": after - before,
         "events_in_store": after,
-        "phases": [[d, label, round(w, 3), round(c, 3), hwm] for d, label, w, c, hwm in log.spans],
+        "phases": [[d, label, round(w, 3), round(c, 3), hwm] for d, label, w, c, hwm in log.spans]
+        if phases
+        else [],
     }
 
 
@@ -605,7 +609,7 @@ def _print_report(report: dict[str, Any]) -> None:
             )
         print(
             f"{fmt}: peak RSS {first['peak_rss_mb']:,.0f} MiB (process base "
-            f"{first['base_rss_mb'] or 0:,.0f} MiB) for a {sizes[fmt]:,.0f} MiB file"
+            f"{first['base_rss_mb'] or 0:,.0f} MiB) for a {sizes[fmt]:,.1f} MiB file"
         )
     for fmt, res in report["results"].items():
         for key, name in _STEP_NAMES.items():
