@@ -518,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
     ap.add_argument("--no-reingest", action="store_true")
     ap.add_argument("--no-phases", action="store_true", help="don't time crossrec's phases")
-    ap.add_argument("--memory-limit", help="DuckDB memory_limit for both (e.g. 1GB)")
+    ap.add_argument("--memory-limit", help="the reference's and [ingest] memory_limit, e.g. 1GB")
     ap.add_argument("--json", action="store_true", help=f"write {OUT_JSON}")
     args = ap.parse_args(argv)
     args.accounts = args.accounts or max(1, args.events // 10)
