@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
                 _fmt(e["probability"]),
                 e["source"],
                 "; ".join(
-                    f"{x.get('why', x.get('signal'))} ({x.get('value', 0):.2f})"
+                    f"{x.get('text', x.get('signal'))} ({x.get('value', 0):.2f})"
                     for x in e["evidence"]
                 ),
             )

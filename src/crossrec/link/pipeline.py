@@ -80,6 +80,7 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
     from crossrec.link.assign import one_to_one
     from crossrec.link.candidates import generate_candidates, pair_ranks
     from crossrec.link.context import LinkContext
+    from crossrec.link.features import matcher_view, out_of_fold_cf
     from crossrec.link.graph import components
     from crossrec.link.mapping import fit_mappings
     from crossrec.link.matcher import Matcher
@@ -115,18 +116,21 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
     with step(hook, f"signals of {len(a):,} candidate pairs"):
         X, names = compute_signals(ctx, mappings, a, b, ranks)
     train = training_rows(ctx, a, b)
+    with step(hook, "out-of-fold CF signals for known-linked accounts"):
+        X = out_of_fold_cf(ctx, a, b, X, names, seed=cfg.train.seed)
+    Xm, m_names = matcher_view(ctx, a, b, X, names)
     # signals that carry nothing here (no timestamps, no text on a platform) are left out
-    used = _informative(X[train.pair]) if len(train.pair) else np.ones(len(names), bool)
+    used = _informative(Xm[train.pair]) if len(train.pair) else np.ones(len(m_names), bool)
     matcher = Matcher()
     with step(hook, "matcher"):
         matcher.fit(
-            X[train.pair][:, used],
+            Xm[train.pair][:, used],
             train.y,
             train.src,
             seed=cfg.train.seed,
-            feature_names=[n for n, u in zip(names, used, strict=True) if u],
+            feature_names=[n for n, u in zip(m_names, used, strict=True) if u],
         )
-        prob = matcher.predict_proba(X[:, used])
+        prob = matcher.predict_proba(Xm[:, used])
     ident = X[:, names.index("identifiers_equal")]
     by_identifier = np.nan_to_num(ident) > 0
     prob = np.where(by_identifier, 1.0, prob)
@@ -150,7 +154,7 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
         ctx.platform_code[b[eligible]],
     )
     choice, reason = _choose_threshold(
-        matcher, train, a, b, prob, eligible, ctx, cfg.link.link_precision
+        matcher, train, a, b, prob, eligible, ctx, cfg.link.link_precision, cfg.train.seed
     )
     threshold = choice.threshold if choice is not None else None
     asserted = keep & (by_identifier | (prob >= threshold if threshold is not None else False))
@@ -204,6 +208,7 @@ def _choose_threshold(
     eligible: np.ndarray,
     ctx: LinkContext,
     target: float,
+    seed: int,
 ) -> tuple[Any, str | None]:
     from crossrec.link.assign import ThresholdChoice, one_to_one, threshold_for_precision
 
@@ -214,16 +219,24 @@ def _choose_threshold(
     idx = matcher.heldout_index
     if idx.size == 0:
         return None, "no held-out known links to choose a threshold on"
-    # held-out known-linked accounts compete with every unsettled pair, as at linking time
+    # Held-out known-linked accounts compete with every unsettled pair, as at linking time.
+    # Every one of them has its partner among the candidates, while many accounts of the
+    # population have none (people on one platform only): to count the false links such
+    # accounts draw, half of the held-out accounts (seeded) lose their true partner.
+    scores, labels = matcher.heldout_scores, matcher.heldout_labels
+    groups = matcher.heldout_groups
+    uniq = np.unique(groups)
+    orphan = np.random.default_rng(seed).permutation(len(uniq)) < len(uniq) // 2
+    orphaned = np.isin(groups, uniq[orphan])
+    stay = ~(orphaned & labels)
+    idx, scores, labels, groups = idx[stay], scores[stay], labels[stay], groups[stay]
     src, dst = train.src[idx], train.dst[idx]
     pool_a = np.concatenate([src, a[eligible]])
     pool_b = np.concatenate([dst, b[eligible]])
-    pool_s = np.concatenate([matcher.heldout_scores, prob[eligible]])
-    kept = one_to_one(pool_a, pool_b, pool_s, ctx.platform_code[pool_a], ctx.platform_code[pool_b])[
-        : len(idx)
-    ]
-    scores, labels = matcher.heldout_scores, matcher.heldout_labels
-    n_pos = len(np.unique(matcher.heldout_groups[labels]))
+    pool_s = np.concatenate([scores, prob[eligible]])
+    codes = ctx.platform_code
+    kept = one_to_one(pool_a, pool_b, pool_s, codes[pool_a], codes[pool_b])[: len(idx)]
+    n_pos = len(np.unique(groups[labels]))
     # a precision measured on a handful of links says little: ask for MIN_HELDOUT_LINKS
     choice = threshold_for_precision(
         scores[kept], labels[kept], target, n_positives=n_pos, min_predicted=MIN_HELDOUT_LINKS
@@ -269,7 +282,7 @@ def _tables(
                 {
                     "signal": "identifiers_equal",
                     "value": 1.0,
-                    "why": "they share a pseudonymised identifier",
+                    "text": "they share a pseudonymised identifier",
                 }
             ]
             if by_identifier[i]

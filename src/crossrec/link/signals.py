@@ -66,6 +66,8 @@ SIGNAL_NAMES: tuple[str, ...] = (
     "mutual_best",
     "log_events_a",
     "log_events_b",
+    "log_events_gap",
+    "value_habit_cos",
 )
 #: Half-width in hours of the box filter applied to rhythms before comparing them.
 RHYTHM_SMOOTH_HOURS = 3
@@ -163,6 +165,16 @@ def _chunk(
         _rank_signals(ctx, mappings, pa_, pb_, a, b, ranks, X, sel, col)
     X[sel, col["log_events_a"]] = np.log1p(prof.events[a].astype(np.float32))
     X[sel, col["log_events_b"]] = np.log1p(prof.events[b].astype(np.float32))
+    # one person's accounts tend to be about as active as each other
+    X[sel, col["log_events_gap"]] = np.abs(
+        X[sel, col["log_events_a"]] - X[sel, col["log_events_b"]]
+    )
+    # how a person rates (share of their values in each decile of the platform's values)
+    if len(prof.has_values) == len(prof):
+        both = prof.has_values[a] & prof.has_values[b]
+        X[sel, col["value_habit_cos"]] = np.where(
+            both, _rowcos(prof.values[a], prof.values[b]), np.nan
+        )
 
 
 # -- similarity helpers ------------------------------------------------------------------------
@@ -431,6 +443,7 @@ _PHRASES: dict[str, str] = {
     "rhythm_cos": "same weekly activity rhythm (similarity {v:.2f})",
     "hour_cos": "active at the same hours of the day (similarity {v:.2f})",
     "days_jaccard": "active on the same days (Jaccard {v:.2f})",
+    "value_habit_cos": "rate alike: same spread of high and low ratings (similarity {v:.2f})",
     "rr_ab_fused": "the other account is candidate #{r} for the first",
     "rr_ba_fused": "the first account is candidate #{r} for the other",
 }
