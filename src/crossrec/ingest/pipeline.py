@@ -8,6 +8,8 @@ line), so a retried ingest neither loses nor doubles bad rows.
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -94,7 +96,8 @@ class Ingestor:
         task = self.progress.task(f"{platform or ''} {kind} {path.name}".strip(), total=4)
         f = detect(path, fmt)
         fp = fingerprint(path, kind, platform or "")
-        con = staging_connection(self.cfg.memory_limit)
+        spill = Path(tempfile.mkdtemp(prefix="crossrec-staging-"))
+        con = staging_connection(self.cfg.memory_limit, spill)
         try:
             staged = stage(con, f)
             task.advance()
@@ -107,6 +110,7 @@ class Ingestor:
             task.advance()
         finally:
             con.close()
+            shutil.rmtree(spill, ignore_errors=True)
         task.done()
         reasons: dict[str, int] = {}
         for r in bad.column("reason").to_pylist():
@@ -186,7 +190,9 @@ class Ingestor:
                 "field": pa.array([r[1] for r in records], pa.string()),
                 "reason": pa.array([r[2] for r in records], pa.string()),
                 "raw": pa.array([r[3] for r in records], pa.string()),
-                "quarantined_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+                "quarantined_at": pa.array([int(now.timestamp() * 1_000_000)] * n, pa.int64()).cast(
+                    pa.timestamp("us", tz="UTC")
+                ),
             }
         )
         self.ws.quarantine().add(table)

@@ -70,11 +70,15 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def staging_connection(memory_limit: str) -> duckdb.DuckDBPyConnection:
+def staging_connection(memory_limit: str, spill_dir: Path) -> duckdb.DuckDBPyConnection:
+    """A private in-memory database; what does not fit spills into ``spill_dir`` (a private
+    temporary folder the caller removes), never into the working directory."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute(f"SET temp_directory = '{str(spill_dir).replace(chr(39), chr(39) * 2)}'")
     con.execute("SET preserve_insertion_order = true")
+    con.execute("SET enable_progress_bar = false")
     return con
 
 

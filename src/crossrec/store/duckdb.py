@@ -40,6 +40,7 @@ class DuckDBStore(Store):
             ) from None
         self._in_tx = False
         self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET enable_progress_bar = false")
         if create:
             self._create()
         self._check_version()
