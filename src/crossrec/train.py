@@ -8,6 +8,7 @@ atomically and marked current.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import UTC, datetime
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from crossrec.represent.text import ItemTextEmbeddings
     from crossrec.workspace import Workspace
 
+#: Known links the sequence encoder was trained on (pseudonyms), in ``sequence/``.
+ANCHORS_FILE = "anchors.json"
 EVENT_COLUMNS = ["platform", "account", "item", "event_type", "value", "ts", "seq"]
 #: Account spaces indexed per platform for candidate search: name → profile attribute.
 INDEX_SPACES = {"sequence": "sequence", "text": "text"}
@@ -177,10 +180,15 @@ def _train_sequence(
         ((r["platform_a"], r["account_a"]), (r["platform_b"], r["account_b"]))
         for r in links.to_pylist()
     ]
+    # The encoder pulls only half of the known links together (seeded): the other half stays
+    # unseen, so the linkage matcher can learn how much the shared space says about a person.
+    order = np.random.default_rng(cfg.seed).permutation(len(pairs))
+    anchors = sorted(pairs[i] for i in order[: len(pairs) // 2])
     model = SequenceEncoder.fit(
-        events, cfg.sequence, item_text=lookup, links=pairs, seed=cfg.seed, progress=hook
+        events, cfg.sequence, item_text=lookup, links=anchors, seed=cfg.seed, progress=hook
     )
     model.save(out / "sequence")
+    (out / "sequence" / ANCHORS_FILE).write_text(json.dumps(anchors) + "\n", encoding="utf-8")
     metrics["sequence"] = model.history
     vecs = model.encode_all()
     return vecs.platforms, vecs.accounts, vecs.vectors

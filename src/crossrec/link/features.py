@@ -5,8 +5,9 @@ their similarities are far higher than on unseen pairs of one person (seq_cos 0.
 links against 0.05 on true unseen pairs on MovieLens). A matcher trained on such rows learns
 to trust them and fails on everything else. So:
 
-* signals derived from the sequence space (and the rank fusions that include it) are left out
-  of the matcher: the sequence space still proposes candidates;
+* the sequence encoder is trained on half of the known links (``anchors``): on pairs touching
+  those, the sequence signals are unknown (NaN) to the matcher, which learns them from the
+  other half; rank fusions built with CF maps of every link are left out;
 * the CF-map signals of training rows are computed out of fold: with maps fitted on the other
   folds of the known links;
 * each key signal is also given relative to the account's other candidates (a z-score within
@@ -23,21 +24,14 @@ import numpy as np
 if TYPE_CHECKING:
     from crossrec.link.context import LinkContext
 
-#: Signals the matcher never sees (fitted on the known links, or derived from such).
-LEAKY = frozenset(
-    {
-        "seq_cos",
-        "rr_ab_sequence",
-        "rr_ba_sequence",
-        "rr_ab_cf",
-        "rr_ba_cf",
-        "rr_ab_fused",
-        "rr_ba_fused",
-        "mutual_best",
-    }
-)
+#: Signals the matcher never sees: CF ranks and the rank fusions use CF maps fitted on every
+#: known link.
+LEAKY = frozenset({"rr_ab_cf", "rr_ba_cf", "rr_ab_fused", "rr_ba_fused", "mutual_best"})
+#: Sequence-space signals: unknown (NaN) on pairs touching a link the encoder was trained on.
+SEQUENCE = ("seq_cos", "rr_ab_sequence", "rr_ba_sequence")
 #: Signals also given relative to each side's candidate list.
 RELATIVE = (
+    "seq_cos",
     "text_cos",
     "cf_linear_cos",
     "cf_mlp_cos",
@@ -93,9 +87,21 @@ def relative_features(
 
 
 def matcher_view(
-    ctx: LinkContext, a: np.ndarray, b: np.ndarray, X: np.ndarray, names: list[str]
+    ctx: LinkContext,
+    a: np.ndarray,
+    b: np.ndarray,
+    X: np.ndarray,
+    names: list[str],
+    anchors: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[str]]:
-    """The matcher's input: clean signals plus their relative forms."""
+    """The matcher's input: clean signals plus their relative forms. ``anchors`` (n,) bool
+    marks the profile rows of links the sequence encoder was trained on."""
+    if anchors is not None and anchors.any():
+        X = X.copy()
+        seen = anchors[a] | anchors[b]
+        for name in SEQUENCE:
+            if name in names:
+                X[seen, names.index(name)] = np.nan
     keep = [j for j, n in enumerate(names) if n not in LEAKY]
     rel, rel_names = relative_features(ctx, a, b, X, names)
     return np.hstack([X[:, keep], rel]), [names[j] for j in keep] + rel_names

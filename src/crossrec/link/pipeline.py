@@ -118,7 +118,7 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
     train = training_rows(ctx, a, b)
     with step(hook, "out-of-fold CF signals for known-linked accounts"):
         X = out_of_fold_cf(ctx, a, b, X, names, seed=cfg.train.seed)
-    Xm, m_names = matcher_view(ctx, a, b, X, names)
+    Xm, m_names = matcher_view(ctx, a, b, X, names, _anchor_rows(ctx, model_dir))
     # signals that carry nothing here (no timestamps, no text on a platform) are left out
     used = _informative(Xm[train.pair]) if len(train.pair) else np.ones(len(m_names), bool)
     matcher = Matcher()
@@ -187,6 +187,25 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
     }
     _save(model_dir, a, b, prob, asserted, matcher, mappings, summary)
     return summary
+
+
+def _anchor_rows(ctx: LinkContext, model_dir: Path) -> np.ndarray:
+    """Profile rows of the known links the sequence encoder was trained on. Models without the
+    record count every known link as seen."""
+    from crossrec.train import ANCHORS_FILE
+
+    seen = np.zeros(len(ctx), dtype=bool)
+    path = model_dir / "sequence" / ANCHORS_FILE
+    if not path.is_file():
+        seen[ctx.link_a] = True
+        seen[ctx.link_b] = True
+        return seen
+    for side_a, side_b in json.loads(path.read_text(encoding="utf-8")):
+        for platform, account in (side_a, side_b):
+            row = ctx.profiles.row(platform, account)
+            if row is not None:
+                seen[row] = True
+    return seen
 
 
 def _informative(X: np.ndarray) -> np.ndarray:
