@@ -92,7 +92,15 @@ def _normalise(x: torch.Tensor) -> np.ndarray:
 
 
 class SequenceEncoder:
-    """A trained sequence encoder; build it with :meth:`fit` or :meth:`load`."""
+    """A trained sequence encoder; build it with :meth:`fit` or :meth:`load`.
+
+    ``history`` (JSON-ready) records the run: ``epochs`` (per epoch: train_loss, link_loss,
+    valid_loss = the early-stopping score, valid_next_loss, valid_link_loss, seconds, steps),
+    ``best_epoch`` (whose weights are kept), ``stopped`` (epochs | patience | max_seconds),
+    ``seconds``, data counts (events, accounts, items, items_with_id, items_with_text,
+    train_windows, valid_windows, holdout_accounts), links used (links_train, links_valid,
+    links_unknown) and ``seed``.
+    """
 
     def __init__(
         self,

@@ -5,8 +5,9 @@ An item enters as ``adaptor(text) + id embedding + platform embedding``: the tex
 embedding (frequent items only; rare items share one row per platform) learns what text
 misses. A small causal transformer with learned positions reads an account's items oldest
 first; its hidden state at step ``t`` is trained to pick item ``t + 1`` among in-batch
-negatives (InfoNCE on cosine similarities), and, when known links exist, the final states of
-linked accounts are pulled together with the same loss.
+negatives (InfoNCE on cosine similarities, logQ-corrected), and, when known links exist, the
+final states of linked accounts are pulled together with the same loss; that term trains the
+encoder only, not the item embeddings, so it must learn a mapping rather than memorise anchors.
 """
 
 from __future__ import annotations
