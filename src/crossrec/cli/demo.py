@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option("--seed", help="Seed of the data split.")] = 42,
         json_out: JsonOpt = False,
     ) -> None:
-        """Build a two-platform MovieLens split, ingest it, train, and print what was done."""
+        """From nothing: split MovieLens into two platforms, ingest, train, link, evaluate."""
         from crossrec.cli.progress import rich_progress
         from crossrec.demo import run_demo
 
@@ -41,6 +41,26 @@ def register(app: typer.Typer) -> None:
             f"model {m['version']}: {m['text_items']:,} items embedded, "
             f"{m['sequence_epochs']} sequence epochs, trained in {m['seconds']} s"
         )
+        link = summary["link"]
+        precision = link["heldout_precision"]
+        shown = "—" if precision is None else f"{precision:.3f}"
+        note = f"; {link['reason']}" if link["reason"] else ""
+        out.print(f"links asserted: {link['asserted_links']:,} (held-out precision {shown}){note}")
+        if "link_evaluation" in summary:
+            ev = summary["link_evaluation"]
+            keys = ("hits@1", "hits@10", "mrr", "precision", "recall")
+            table = Table(title=f"linkage against the truth ({ev['n_truth']:,} pairs)")
+            table.add_column("method")
+            for key in keys:
+                table.add_column(key, justify="right")
+
+            def cell(v: object) -> str:
+                return "—" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+            table.add_row("crossrec", *[cell(ev[k]) for k in keys])
+            for name, b in ev["baselines"].items():
+                table.add_row(name, *[cell(b[k]) for k in keys])
+            out.print(table)
         st = summary["stats"]
         out.print(
             f"known links: {st['known_links']:,}   quarantined: {st['quarantined']:,}   "
