@@ -13,7 +13,8 @@ cf
     of the two; the ratio is median(crossrec) / median(implicit) (target <= 1.15). The factors
     of both must be bit-identical, which shows the same work was done.
 index
-    For 100k and 1M seeded 64-d vectors (``--quick``: 100k only): exact faiss ``IndexFlatIP``
+    For 100k and 1M seeded 64-d vectors (``--quick``: 100k only; ``--index-data``: iid
+    Gaussian, the worst case for a graph index, or embedding-like): exact faiss ``IndexFlatIP``
     (the reference) against crossrec's ``ExactIndex``, and ``build_index`` (HNSW above
     ``exact_max``) with its build time, its build-time recall@10, recall@10 on held-out
     queries against the exact answers, and queries/s, beside a raw faiss HNSW built with the
@@ -23,6 +24,7 @@ text, sequence
 
     .venv/bin/python bench/train.py --quick
     .venv/bin/python bench/train.py --only cf,index
+    .venv/bin/python bench/train.py --only index --index-data latent --out bench/out/train-latent.json
 
 Figures go to stdout as a table and to ``bench/out/train.json``.
 """
@@ -59,6 +61,7 @@ DOUBAN_BOOK = (
     ROOT.parent / "shared" / "data" / "douban-gadtcdr-book-music" / "douban_book" / "ratings.dat"
 )
 SECTIONS = ("cf", "index", "text", "sequence")
+Sink = Callable[[dict[str, Any]], None]
 
 
 # -- child processes ----------------------------------------------------------------------------
@@ -184,7 +187,7 @@ def _synthetic_matrix(rows: int, cols: int, nnz: int, seed: int) -> Any:
     return m
 
 
-def bench_cf(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+def bench_cf(args: argparse.Namespace, tmp: Path, sink: Sink) -> None:
     from crossrec.config import TrainConfig
 
     cfg = TrainConfig()
@@ -198,7 +201,6 @@ def bench_cf(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     matrices.append(
         (f"synthetic-{rows // 1000}kx{cols // 1000}k", _synthetic_matrix(rows, cols, nnz, 7), {})
     )
-    results = []
     for name, matrix, extra in matrices:
         path = tmp / f"{name}.npz"
         _save_matrix(path, matrix)
@@ -244,7 +246,7 @@ def bench_cf(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
                 "implicit_peak_mib": max(r["peak_mib"] for r in runs["implicit"]),
                 **extra,
             }
-            results.append(result)
+            sink(result)
             _print_row(
                 f"cf {kind} {name}",
                 f"{ours:.2f} s",
@@ -253,21 +255,31 @@ def bench_cf(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
                 f"cpu ratio {result['cpu_ratio']}; peak {result['crossrec_peak_mib']:.0f}"
                 f"/{result['implicit_peak_mib']:.0f} MiB; identical={result['identical_factors']}",
             )
-    return results
 
 
 # -- index --------------------------------------------------------------------------------------
-def _vectors(n: int, dim: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+def _vectors(n: int, dim: int, seed: int, data: str) -> np.ndarray:
+    """Seeded vectors: ``gaussian`` (iid, the hardest case for a graph index) or ``latent``.
+
+    ``latent`` maps 16-d Gaussian points linearly to ``dim`` dimensions and adds noise (0.3
+    per coordinate): like learned embeddings, whose intrinsic dimension is far below their
+    width. The map is the same for every ``seed``, so queries and vectors share it.
+    """
+    rng = np.random.default_rng(seed)
+    if data == "gaussian":
+        return rng.standard_normal((n, dim)).astype(np.float32)
+    latent = np.random.default_rng(12345).standard_normal((16, dim))
+    noise = 0.3 * rng.standard_normal((n, dim))
+    return (rng.standard_normal((n, 16)) @ latent + noise).astype(np.float32)
 
 
-def _exact_child(n: int, dim: int, queries: int, truth_path: str) -> dict[str, Any]:
+def _exact_child(n: int, dim: int, data: str, queries: int, truth_path: str) -> dict[str, Any]:
     import faiss
 
     from crossrec.index import ExactIndex
 
-    x = _vectors(n, dim, 1)
-    q = _vectors(queries, dim, 2)
+    x = _vectors(n, dim, 1, data)
+    q = _vectors(queries, dim, 2, data)
     start = time.perf_counter()
     xn = x.copy()
     faiss.normalize_L2(xn)
@@ -297,7 +309,13 @@ def _exact_child(n: int, dim: int, queries: int, truth_path: str) -> dict[str, A
 
 
 def _hnsw_child(
-    n: int, dim: int, queries: int, truth_path: str, config: dict[str, Any], impl: str
+    n: int,
+    dim: int,
+    data: str,
+    queries: int,
+    truth_path: str,
+    config: dict[str, Any],
+    impl: str,
 ) -> dict[str, Any]:
     import faiss
 
@@ -305,8 +323,8 @@ def _hnsw_child(
     from crossrec.index import build_index
 
     cfg = IndexConfig(**config)
-    x = _vectors(n, dim, 1)
-    q = _vectors(queries, dim, 2)
+    x = _vectors(n, dim, 1, data)
+    q = _vectors(queries, dim, 2, data)
     truth = np.load(truth_path, allow_pickle=False)
     if impl == "crossrec":
         start = time.perf_counter()
@@ -347,24 +365,25 @@ def _hnsw_child(
     return out
 
 
-def bench_index(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+def bench_index(args: argparse.Namespace, tmp: Path, sink: Sink) -> None:
     from crossrec.config import IndexConfig
 
     config = IndexConfig().model_dump()
-    results = []
     for n in args.index_sizes:
         truth = str(tmp / f"truth-{n}.npy")
-        exact = _in_child(_exact_child, n, args.dim, args.queries, truth)
-        ours = _in_child(_hnsw_child, n, args.dim, args.queries, truth, config, "crossrec")
+        shape = (n, args.dim, args.index_data, args.queries, truth)
+        exact = _in_child(_exact_child, *shape)
+        ours = _in_child(_hnsw_child, *shape, config, "crossrec")
         # Below exact_max build_index picks the exact index: no HNSW to compare with then.
         ref = (
-            _in_child(_hnsw_child, n, args.dim, args.queries, truth, config, "faiss")
+            _in_child(_hnsw_child, *shape, config, "faiss")
             if ours["kind"] == "hnsw" and n <= args.hnsw_reference_max
             else None
         )
         result: dict[str, Any] = {
             "section": "index",
-            "case": f"{n} x {args.dim}",
+            "case": f"{n} x {args.dim} {args.index_data}",
+            "data": args.index_data,
             "vectors": n,
             "dim": args.dim,
             "queries": args.queries,
@@ -375,8 +394,8 @@ def bench_index(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
             "faiss_hnsw": ref,
             "ann_vs_exact_qps": round(ours["qps"] / exact["faiss_flat_qps"], 2),
         }
-        results.append(result)
-        label = f"index {n // 1000}k"
+        sink(result)
+        label = f"index {n // 1000}k {args.index_data}"
         _print_row(
             f"{label} exact search",
             f"{exact['exact_qps']:.0f} q/s",
@@ -408,15 +427,14 @@ def bench_index(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
             f"speed-up; recall@10 build-time {ours['build_recall_at_10']},"
             f" held-out {ours['heldout_recall_at_10']:.4f}; peak {ours['peak_mib']:.0f} MiB",
         )
-    return results
 
 
 # -- optional sections --------------------------------------------------------------------------
-def bench_optional(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+def bench_optional(name: str, args: argparse.Namespace, sink: Sink) -> None:
     path = Path(__file__).resolve().parent / f"{name}.py"
     if not path.exists():
         print(f"  ({name}: bench/{name}.py not present, skipped)")
-        return []
+        return
     spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -427,12 +445,17 @@ def bench_optional(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     result = run(**kwargs)
     seconds = time.perf_counter() - start
     print(f"  {name}: {json.dumps(result, default=str)[:400]}")
-    return [{"section": name, "seconds": round(seconds, 2), "result": result}]
+    sink({"section": name, "seconds": round(seconds, 2), "result": result})
 
 
 # -- output -------------------------------------------------------------------------------------
 def _print_row(case: str, ours: str, ref: str, ratio: float, note: str = "") -> None:
     print(f"{case:<34} {ours:>14} {ref:>14} {ratio:>7}  {note}", flush=True)
+
+
+def _write(report: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str), "utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -452,6 +475,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--index-sizes", type=int, nargs="*", default=None)
     parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument(
+        "--index-data",
+        choices=("gaussian", "latent"),
+        default="gaussian",
+        help="iid Gaussian vectors (worst case) or embedding-like ones (16-d latent + noise)",
+    )
     parser.add_argument("--queries", type=int, default=10_000)
     parser.add_argument(
         "--hnsw-reference-max",
@@ -485,21 +514,26 @@ def main(argv: list[str] | None = None) -> int:
         "args": {k: v for k, v in vars(args).items() if k != "out"},
         "results": [],
     }
+
+    def sink(result: dict[str, Any]) -> None:
+        # Written after every case, so a long run that is stopped keeps what it measured.
+        report["results"].append(result)
+        _write(report, args.out)
+
     print(f"{'case':<34} {'crossrec':>14} {'reference':>14} {'ratio':>7}  note")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="crossrec-bench-") as tmpdir:
         tmp = Path(tmpdir)
         for section in sections:
             if section == "cf":
-                report["results"] += bench_cf(args, tmp)
+                bench_cf(args, tmp, sink)
             elif section == "index":
-                report["results"] += bench_index(args, tmp)
+                bench_index(args, tmp, sink)
             else:
-                report["results"] += bench_optional(section, args)
+                bench_optional(section, args, sink)
     report["seconds"] = round(time.perf_counter() - start, 1)
     report["machine"]["load_avg_end"] = os.getloadavg()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2, default=str), "utf-8")
+    _write(report, args.out)
     print(f"wrote {args.out} ({report['seconds']} s)")
     return 0
 
