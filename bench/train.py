@@ -24,7 +24,8 @@ text, sequence
 
     .venv/bin/python bench/train.py --quick
     .venv/bin/python bench/train.py --only cf,index
-    .venv/bin/python bench/train.py --only index --index-data latent --out bench/out/train-latent.json
+    .venv/bin/python bench/train.py --only index --index-data latent \
+        --out bench/out/train-latent.json
 
 Figures go to stdout as a table and to ``bench/out/train.json``.
 """
