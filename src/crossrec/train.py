@@ -107,6 +107,12 @@ def _train_text(
     if items.num_rows == 0:
         metrics["text"] = {"items_with_text": 0, "note": "no items ingested"}
         return None
+    if not any(
+        pc.any(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(items.column(c))), 0)).as_py()
+        for c in ("title", "text", "category")
+    ):  # id-only catalogues (e.g. Douban): no encoder to load
+        metrics["text"] = {"items": items.num_rows, "items_with_text": 0, "note": "no item text"}
+        return None
     encoder = load_encoder(cfg.encoder)
     t = time.perf_counter()
     emb = embed_items(items, encoder, workspace_cache(ws.root, encoder.name), hook)
