@@ -306,6 +306,7 @@ def _exact_child(n: int, dim: int, data: str, queries: int, truth_path: str) -> 
         "exact_build_s": our_build,
         "exact_qps": queries / our_search,
         "exact_matches_faiss": bool(np.array_equal(found, truth)),
+        "exact_agreement": float(np.mean(found == truth)),
     }
 
 

@@ -264,8 +264,9 @@ class VectorIndex(ABC):
         x = np.array(x, dtype=np.float32, order="C", copy=True)
         if not np.all(np.isfinite(x)):
             raise InputError(f"{what} contain NaN or infinite values")
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        np.divide(x, norms, out=x, where=norms > 0)
+        # faiss's own normalisation (zero rows stay zero), so that ExactIndex gives exactly
+        # what IndexFlatIP gives on faiss-normalised vectors, near-ties included.
+        _import_faiss().normalize_L2(x)
         return x
 
 
