@@ -179,17 +179,8 @@ def _stage_csv_exact(con: duckdb.DuckDBPyConnection, f: InputFile, columns: list
         fh.readline()  # header
         for lineno, raw in enumerate(fh, start=2):
             raw = raw.rstrip(b"\r\n")
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                rejects.append(
-                    Reject(
-                        lineno,
-                        None,
-                        f"bad encoding: not UTF-8 text at byte {exc.start}",
-                        raw.decode("utf-8", errors="replace"),
-                    )
-                )
+            text = _decode(lineno, raw, rejects)
+            if text is None:
                 continue
             if not text.strip():
                 continue
@@ -242,17 +233,8 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> Staged:
             raw = raw.strip()
             if not raw:
                 continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                rejects.append(
-                    Reject(
-                        lineno,
-                        None,
-                        f"bad encoding: not UTF-8 text at byte {exc.start}",
-                        raw.decode("utf-8", errors="replace"),
-                    )
-                )
+            text = _decode(lineno, raw, rejects)
+            if text is None:
                 continue
             try:
                 obj = json.loads(text)
@@ -304,6 +286,16 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> Staged:
 
 
 # -- helpers --------------------------------------------------------------------------------------
+def _decode(lineno: int, raw: bytes, rejects: list[Reject]) -> str | None:
+    """The line as UTF-8 text, or None after recording it as a bad-encoding reject."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        reason = f"bad encoding: not UTF-8 text at byte {exc.start}"
+        rejects.append(Reject(lineno, None, reason, raw.decode("utf-8", errors="replace")))
+        return None
+
+
 def _create_raw(con: duckdb.DuckDBPyConnection, columns: list[str]) -> None:
     cols = ", ".join(f"{quote_ident(c)} VARCHAR" for c in columns)
     con.execute(f"CREATE TABLE raw (_line BIGINT{', ' + cols if cols else ''})")
