@@ -61,6 +61,10 @@ def person_links(ws: Workspace, platform: str, raw_id: str) -> dict[str, Any]:
                     "evidence": [],
                 }
             )
+    for e in edges:  # the caller's own account is shown by the raw id it sent
+        for side in ("a", "b"):
+            if (e[f"platform_{side}"], e[f"account_{side}"]) == (platform, account):
+                e[f"account_{side}"] = raw_id
     return {
         "platform": platform,
         "account": raw_id,
