@@ -64,6 +64,7 @@ class Ingestor:
         self.ws = ws
         self.progress: ProgressHook = progress or NullProgress()
         self.cfg = ws.config.ingest
+        self._started = time.perf_counter()
 
     # -- public ---------------------------------------------------------------------------------
     def events(
@@ -91,7 +92,7 @@ class Ingestor:
         fmt: str,
         write: Any,
     ) -> IngestSummary:
-        started = time.perf_counter()
+        started = self._started = time.perf_counter()
         path = Path(path)
         task = self.progress.task(f"{platform or ''} {kind} {path.name}".strip(), total=4)
         f = detect(path, fmt)
@@ -307,7 +308,7 @@ class Ingestor:
                 accepted=inserted,
                 quarantined=quarantined,
                 duplicates=duplicates,
-                seconds=0.0,
+                seconds=round(time.perf_counter() - self._started, 3),
             )
         return inserted, duplicates
 
@@ -379,7 +380,7 @@ class Ingestor:
                 accepted=result.inserted,
                 quarantined=quarantined,
                 duplicates=duplicates,
-                seconds=0.0,
+                seconds=round(time.perf_counter() - self._started, 3),
             )
         return result.inserted, duplicates
 
@@ -427,7 +428,7 @@ class Ingestor:
                 accepted=result.inserted,
                 quarantined=quarantined,
                 duplicates=result.duplicates,
-                seconds=0.0,
+                seconds=round(time.perf_counter() - self._started, 3),
             )
         return result.inserted, result.duplicates
 
