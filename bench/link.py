@@ -1,0 +1,137 @@
+"""Linkage at scale: synthetic accounts on two platforms, through the real pipeline.
+
+Generates a synthetic world (``crossrec.datasets.synthetic``), ingests it, trains with a fast
+configuration (static text encoder, few CF iterations, a capped sequence encoder), then times
+``crossrec link`` end to end (candidates, signals, matcher, assignment, graph) and prints
+seconds, peak RSS, candidate recall (truth pairs among the candidates) and the ratio to a bare
+faiss exact top-k search over the same sequence vectors, measured in the same run.
+
+    .venv/bin/python bench/link.py --accounts 1000000          # per platform (target scale)
+    .venv/bin/python bench/link.py --accounts 5000 --json      # quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--accounts", type=int, default=1_000_000, help="accounts per platform")
+    ap.add_argument("--events-per-account", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--dir", type=Path, default=None, help="scratch folder (default: temp)")
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--json", action="store_true", help="write bench/out/link.json")
+    args = ap.parse_args(argv)
+
+    from crossrec.datasets.synthetic import SyntheticConfig, generate_synthetic
+    from crossrec.link.pipeline import run_link
+    from crossrec.train import train
+    from crossrec.workspace import Workspace
+
+    root = args.dir or Path(tempfile.mkdtemp(prefix="crossrec-bench-link-"))
+    world, wsdir = root / "world", root / "ws"
+    figures: dict[str, object] = {"accounts_per_platform": args.accounts}
+    t = time.perf_counter()
+    total = 2 * args.accounts
+    generate_synthetic(
+        world,
+        SyntheticConfig(
+            accounts=total,
+            events=total * args.events_per_account,
+            platforms=2,
+            single_fraction=0.4,
+            anchor_fraction=0.3,
+            seed=args.seed,
+        ),
+    )
+    figures["generate_s"] = round(time.perf_counter() - t, 1)
+    ws = Workspace.init(wsdir)
+    cfg = wsdir / "crossrec.toml"
+    text = cfg.read_text().replace('encoder = "minilm"', 'encoder = "static"')
+    text = text.replace("cf_iterations = 15", "cf_iterations = 5")
+    text = text.replace("max_seconds = 600.0", "max_seconds = 300.0")
+    cfg.write_text(text)
+    ws.close()
+    ws = Workspace(wsdir)
+    t = time.perf_counter()
+    for platform in ("video", "music"):
+        folder = world / platform
+        events = next(folder.glob("events.*"))
+        items = next(folder.glob("items.*"))
+        ws.ingest_events(platform, events, items=items)
+    ws.ingest_links(next(world.glob("known_links.*")))
+    figures["ingest_s"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    train(ws)
+    figures["train_s"] = round(time.perf_counter() - t, 1)
+
+    before = _peak_mib()
+    t = time.perf_counter()
+    summary = run_link(ws)
+    link_s = time.perf_counter() - t
+    figures["link_s"] = round(link_s, 1)
+    figures["peak_rss_mib"] = round(max(before, _peak_mib()), 1)
+    figures["candidate_pairs"] = summary["candidate_pairs"]
+    figures["asserted_links"] = summary["asserted_links"]
+
+    # candidate recall of the truth pairs, and the bare faiss reference
+    import faiss
+
+    from crossrec.models import ModelRegistry
+    from crossrec.represent.profiles import AccountProfiles
+
+    model = ModelRegistry(ws.models_dir).path()
+    prof = AccountProfiles.load(model / "accounts")
+    cands = np.load(model / "link" / "candidates.npz", allow_pickle=False)
+    have = set(zip(cands["a_rows"].tolist(), cands["b_rows"].tolist(), strict=True))
+    truth = [
+        line.split(",") for line in next(world.glob("truth_links.*")).read_text().splitlines()[1:]
+    ]
+    found = total_truth = 0
+    for pa, aa, pb, ab in truth:
+        ra = prof.row(pa, ws.account_id(pa, aa))
+        rb = prof.row(pb, ws.account_id(pb, ab))
+        if ra is None or rb is None:
+            continue
+        total_truth += 1
+        found += (min(ra, rb), max(ra, rb)) in have
+    figures["candidate_recall"] = round(found / max(total_truth, 1), 4)
+    rows_a, rows_b = prof.rows_of("video"), prof.rows_of("music")
+    index = faiss.IndexFlatIP(prof.sequence.shape[1])
+    index.add(np.ascontiguousarray(prof.sequence[rows_b]))
+    t = time.perf_counter()
+    index.search(np.ascontiguousarray(prof.sequence[rows_a]), ws.config.link.top_k)
+    figures["faiss_exact_topk_s"] = round(time.perf_counter() - t, 2)
+    figures["ratio_link_to_faiss"] = round(
+        float(figures["link_s"]) / max(float(figures["faiss_exact_topk_s"]), 1e-9),
+        1,  # type: ignore[arg-type]
+    )
+    ws.close()
+    for k, v in figures.items():
+        print(f"{k:>24}: {v}")
+    if args.json:
+        out = Path(__file__).resolve().parent / "out"
+        out.mkdir(exist_ok=True)
+        (out / "link.json").write_text(json.dumps(figures, indent=2) + "\n")
+    if not args.keep and args.dir is None:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
