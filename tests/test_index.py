@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from crossrec.config import IndexConfig
-from crossrec.errors import InputError, NotFoundError
+from crossrec.errors import InputError, ModelError, NotFoundError
 from crossrec.index import ExactIndex, HNSWIndex, VectorIndex, build_index, load_index
 
 
@@ -135,6 +135,10 @@ def test_save_load_round_trip(kind: str, tmp_path: Path) -> None:
     assert (tmp_path / "index.faiss").exists() and (tmp_path / "ids.npy").exists()
     loaded = load_index(tmp_path)
     assert type(loaded) is type(index) and len(loaded) == 399
+    assert type(VectorIndex.load(tmp_path)) is type(index)
+    other = HNSWIndex if kind == "exact" else ExactIndex
+    with pytest.raises(ModelError, match="holds"):
+        other.load(tmp_path)
     assert loaded.metadata["note"] == "kept"
     queries = random_vectors(30, seed=8)
     for a, b in zip(loaded.search(queries, 5), index.search(queries, 5), strict=True):

@@ -252,6 +252,17 @@ class VectorIndex(ABC):
         }
         (path / _META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True), "utf-8")
 
+    @classmethod
+    def load(cls, directory: str | Path) -> VectorIndex:
+        """Read an index written by :meth:`save`; ``VectorIndex.load`` accepts either kind."""
+        index = load_index(directory)
+        if not isinstance(index, cls):
+            raise ModelError(
+                f"{directory}: holds a {index.kind} index, not {cls.kind}",
+                hint="load it with VectorIndex.load or load_index",
+            )
+        return index
+
     def _params(self) -> dict[str, Any]:
         return {}
 
