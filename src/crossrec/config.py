@@ -105,7 +105,7 @@ class IndexConfig(_Section):
     exact_max: int = Field(default=20_000, ge=1)
     hnsw_m: int = Field(default=32, ge=4)
     ef_construction: int = Field(default=80, ge=8)
-    ef_search: int = Field(default=128, ge=8)
+    ef_search: int = Field(default=256, ge=8)
     #: Queries sampled to measure the ANN recall against the exact index at build time.
     recall_sample: int = Field(default=1_000, ge=10)
 
@@ -228,7 +228,7 @@ max_seconds = 600.0
 exact_max = 20000
 hnsw_m = 32
 ef_construction = 80
-ef_search = 128
+ef_search = 256
 recall_sample = 1000
 
 [link]
