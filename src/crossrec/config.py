@@ -184,7 +184,8 @@ batch_rows = 500000
 # Timestamps outside [timestamp_min, timestamp_max) are quarantined as out of range.
 timestamp_min = 1970-01-01
 timestamp_max = 2100-01-01
-# Memory DuckDB may use while staging one file; beyond it, it spills to disk.
+# Memory DuckDB may use while staging a file (and the store while writing it);
+# beyond it, it spills to disk.
 memory_limit = "4GB"
 
 [train]

@@ -73,7 +73,9 @@ class Workspace:
         if self._store is None:
             from crossrec.store import open_store
 
-            self._store = open_store(self.root / STORE_FILE)
+            self._store = open_store(
+                self.root / STORE_FILE, memory_limit=self.config.ingest.memory_limit
+            )
         return self._store
 
     @property

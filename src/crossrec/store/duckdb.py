@@ -27,7 +27,14 @@ def _table(name: str) -> schema.Table:
 class DuckDBStore(Store):
     """Canonical tables in one DuckDB file."""
 
-    def __init__(self, path: Path, *, create: bool = False, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        create: bool = False,
+        read_only: bool = False,
+        memory_limit: str | None = None,
+    ) -> None:
         self.path = path
         if not create and not path.exists():
             raise WorkspaceError(f"store {path} is missing", hint="run `crossrec init` first")
@@ -41,6 +48,8 @@ class DuckDBStore(Store):
         self._in_tx = False
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET enable_progress_bar = false")
+        if memory_limit:
+            self.con.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
         if create:
             self._create()
         self._check_version()
