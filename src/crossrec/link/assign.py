@@ -13,7 +13,7 @@ separately for every pair of platforms:
     graph is split into connected blocks and each block is solved on its own: small blocks
     with ``scipy.optimize.linear_sum_assignment`` on a dense matrix, large ones with
     ``scipy.sparse.csgraph.min_weight_full_bipartite_matching`` on a sparse graph padded with
-    one dummy partner per account (so leaving an account unmatched is always possible). Exact
+    one slack partner per account (so leaving an account unmatched is always possible). Exact
     matching costs far more than ``mutual_best`` on large blocks: measured on 2 busy cores,
     a random 20k x 20k block of 200k pairs takes ~20 s and 1M top-10 pairs of 100k accounts
     per side ~100 s (mutual best: well under a second for either).
@@ -218,9 +218,9 @@ def _match_block(li: np.ndarray, ri: np.ndarray, score: np.ndarray) -> np.ndarra
         rows, cols = linear_sum_assignment(weight, maximize=True)
         chosen = pos[rows, cols]
         return np.sort(chosen[chosen >= 0])
-    # Sparse: every left account gets a private dummy column (cost 1: "unmatched"); a real
+    # Sparse: every left account gets a private slack column (cost 1: "unmatched"); a real
     # pair costs 1 - w / (2 max w), in [0.5, 1). A full matching of the left side always
-    # exists (everyone to their dummy) and costs nl - sum(kept w) / (2 max w), so the cheapest
+    # exists (everyone to their slack) and costs nl - sum(kept w) / (2 max w), so the cheapest
     # one keeps the heaviest pairs; right accounts may stay unmatched.
     w = score / (2.0 * score.max())
     rows = np.concatenate([lloc, np.arange(nl)])
