@@ -81,7 +81,7 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
     from crossrec.link.candidates import generate_candidates, pair_ranks
     from crossrec.link.context import LinkContext
     from crossrec.link.features import matcher_view, out_of_fold_cf
-    from crossrec.link.graph import components
+    from crossrec.link.graph import components, platform_conflicts
     from crossrec.link.mapping import fit_mappings
     from crossrec.link.matcher import Matcher
     from crossrec.link.signals import compute_signals
@@ -177,6 +177,11 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
         "identifier_links": int((asserted & by_identifier).sum()),
         "persons": int(persons.num_rows and len(set(persons.column("person").to_pylist()))),
         "withheld_components": [int(c) for c in graph.withheld],
+        # persons holding two accounts of one platform (one-to-one holds per platform pair,
+        # so only chains across three or more platforms can produce them)
+        "platform_conflicts": [
+            int(c) for c in platform_conflicts(graph.component, ctx.platform_code).components
+        ],
         "threshold": threshold,
         "target_precision": cfg.link.link_precision,
         "heldout_precision": None if choice is None else choice.precision,
