@@ -135,6 +135,18 @@ PERSONS = Table(
     ),
     ("platform", "account"),
 )
+API_TOKENS = Table(
+    "api_tokens",
+    (
+        ("id", "VARCHAR NOT NULL"),  # short public id, used to list and revoke
+        ("name", "VARCHAR"),
+        ("token_sha256", "VARCHAR NOT NULL"),  # the token itself is never stored
+        ("scopes", "VARCHAR NOT NULL"),  # comma-separated: read, write
+        ("created_at", "TIMESTAMPTZ NOT NULL"),
+        ("revoked_at", "TIMESTAMPTZ"),
+    ),
+    ("id",),
+)
 META = Table("meta", (("key", "VARCHAR PRIMARY KEY"), ("value", "VARCHAR NOT NULL")))
 
 CANONICAL_TABLES: tuple[Table, ...] = (
@@ -147,6 +159,7 @@ CANONICAL_TABLES: tuple[Table, ...] = (
     LINKS,
     PERSONS,
     INGEST_LOG,
+    API_TOKENS,
 )
 
 #: The quarantine lives in its own database file so raw ids of bad rows never mix with the store.
