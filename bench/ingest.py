@@ -294,9 +294,9 @@ def _instrument(log: PhaseLog) -> Callable[[Any], None]:
 
     real_conn = pipeline.staging_connection
 
-    def staging_connection(memory_limit: str) -> Any:
+    def staging_connection(*args: Any, **kwargs: Any) -> Any:
         with log.span("staging connection"):
-            return TimedConnection(real_conn(memory_limit), "staging", log)
+            return TimedConnection(real_conn(*args, **kwargs), "staging", log)
 
     pipeline.staging_connection = staging_connection
 
