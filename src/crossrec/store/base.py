@@ -136,3 +136,30 @@ class Store(ABC):
 
     @abstractmethod
     def has_account(self, platform: str, account: str) -> bool: ...
+
+    def account_events(
+        self, platform: str, account: str, *, columns: Sequence[str] | None = None
+    ) -> pa.Table:
+        """One account's events in ingest order (backends override this with an indexed
+        read; this default filters the platform's events)."""
+        import pyarrow.compute as pc
+
+        cols = list(columns) if columns else None
+        table = self.read("events", platform=platform, order_by=["seq"])
+        table = table.filter(pc.equal(table["account"], account))
+        return table.select(cols) if cols else table
+
+    # -- concurrency -----------------------------------------------------------------------------
+    def cursor(self) -> Store:
+        """A store for reads from another thread that never waits on this one's writes
+        (backends without cursors return themselves)."""
+        return self
+
+    # -- API tokens (only their SHA-256 is stored) ---------------------------------------------
+    def add_api_token(self, row: dict[str, Any]) -> None:
+        """Insert one ``api_tokens`` row."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep API tokens")
+
+    def revoke_api_token(self, token_id: str, at: Any) -> bool:
+        """Mark a token revoked at ``at``; False when no unrevoked token has that id."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep API tokens")

@@ -352,3 +352,42 @@ class DuckDBStore(Store):
         ).fetchall()
         row = rows[0] if rows else None
         return row is not None
+
+    def account_events(
+        self, platform: str, account: str, *, columns: Sequence[str] | None = None
+    ) -> pa.Table:
+        cols = list(columns) if columns else schema.EVENTS.column_names
+        unknown = set(cols) - set(schema.EVENTS.column_names)
+        if unknown:
+            raise ValueError(f"unknown columns {sorted(unknown)} for table events")
+        return self.con.sql(
+            f"SELECT {', '.join(cols)} FROM events WHERE platform = ? AND account = ? ORDER BY seq",
+            params=[platform, account],
+        ).to_arrow_table()
+
+    # -- concurrency -----------------------------------------------------------------------------
+    def cursor(self) -> DuckDBStore:
+        """A store on a DuckDB cursor: its own transaction context on the same database, so
+        reads from another thread see committed data and never wait on this one's writes."""
+        view = object.__new__(DuckDBStore)
+        view.path = self.path
+        view.con = self.con.cursor()
+        view._in_tx = False
+        view.con.execute("SET TimeZone = 'UTC'")
+        view.con.execute("SET enable_progress_bar = false")
+        return view
+
+    # -- API tokens ------------------------------------------------------------------------------
+    def add_api_token(self, row: dict[str, Any]) -> None:
+        cols = schema.API_TOKENS.column_names
+        self.con.execute(
+            f"INSERT INTO api_tokens ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            [row.get(c) for c in cols],
+        )
+
+    def revoke_api_token(self, token_id: str, at: Any) -> bool:
+        rows = self.con.execute(
+            "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            [at, token_id],
+        ).fetchall()
+        return bool(rows and rows[0][0])
