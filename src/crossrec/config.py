@@ -129,9 +129,16 @@ class RecommendConfig(_Section):
 class ServeConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    #: Request bodies larger than this are refused (413) without being read to the end.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    #: Events per POST at most (413 beyond).
     max_batch: int = Field(default=10_000, ge=1)
-    rate_limit_per_minute: int = Field(default=6_000, ge=1)
+    #: Requests per second per token (token bucket refilled at this rate; 429 when empty).
+    rate_limit_per_second: float = Field(default=1_000.0, gt=0)
+    #: Requests a token may send at once after a quiet spell (the bucket's size).
+    rate_limit_burst: int = Field(default=2_000, ge=1)
+    #: Seconds between checks of models/CURRENT for a newly trained model to swap in.
+    model_poll_seconds: float = Field(default=5.0, gt=0)
 
 
 class Config(_Section):
@@ -247,7 +254,14 @@ k = 10
 [serve]
 host = "127.0.0.1"
 port = 8000
+# Larger request bodies are refused (413) without being read to the end.
 max_body_bytes = 1048576
+# Events per POST at most.
 max_batch = 10000
-rate_limit_per_minute = 6000
+# Per token: a bucket of rate_limit_burst requests, refilled at rate_limit_per_second;
+# an empty bucket answers 429 with Retry-After.
+rate_limit_per_second = 1000.0
+rate_limit_burst = 2000
+# Seconds between checks of models/CURRENT for a newly trained model.
+model_poll_seconds = 5.0
 """
