@@ -10,12 +10,22 @@ Baselines, computed in the same run: ``random`` (seeded random scores), ``text_m
 (cosine of the accounts' mean item text vectors, when text exists) and ``cf_mapping`` (a
 ridge map between the two platforms' ALS spaces learned from the known links). A baseline
 asserts the mutual best pairs of its scores.
+
+Each run also saves ``reports/evaluation/link.json`` (atomically) for ``crossrec report``:
+the returned document plus ``details`` computed over the linker's candidate pairs within the
+population, where a pair the truth does not hold counts as false (as precision does): the
+probabilities of the true pairs and of a seeded sample of false ones, the precision-recall
+curve of the links asserted at each threshold (after one-to-one assignment) and calibration
+bins (mean predicted probability against the observed share of true pairs).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +39,13 @@ if TYPE_CHECKING:
     from crossrec.workspace import Workspace
 
 KEYS = ("hits@1", "hits@10", "mrr", "precision", "recall", "f1", "n_truth", "n_predicted")
+#: Where each evaluation is saved for ``crossrec report``, relative to ``reports/``.
+LINK_EVAL_FILE = Path("evaluation") / "link.json"
+#: False candidate pairs whose probabilities are saved (a seeded sample).
+FALSE_SAMPLE = 5_000
+#: Most points saved of the precision-recall curve.
+PR_POINTS = 200
+CALIBRATION_BINS = 10
 _CHUNK = 2048
 
 
@@ -247,7 +264,140 @@ def evaluate_link(ws: Workspace, truth_path: Path, *, seed: int | None = None) -
         ctx, truth, code, in_pop, ridge_map, apply_linear
     )
     doc["baselines"] = baselines
+
+    keep = in_pop[cands["a_rows"]] & in_pop[cands["b_rows"]]
+    details = link_details(
+        cands["a_rows"][keep],
+        cands["b_rows"][keep],
+        cands["probability"][keep],
+        truth,
+        code,
+        seed=seed,
+    )
+    summary_path = link_dir / "link.json"
+    threshold = None
+    if summary_path.is_file():
+        threshold = json.loads(summary_path.read_text(encoding="utf-8")).get("threshold")
+    details.update(
+        model_version=model_dir.name,
+        truth_file=str(Path(truth_path).resolve()),
+        evaluated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        threshold=threshold,
+    )
+    save_link_evaluation(ws.reports_dir / LINK_EVAL_FILE, {**doc, "details": details})
     return doc
+
+
+def link_details(
+    a: np.ndarray,
+    b: np.ndarray,
+    prob: np.ndarray,
+    truth: Truth,
+    platform_code: np.ndarray,
+    *,
+    seed: int,
+) -> dict[str, Any]:
+    """Score distributions, precision-recall curve and calibration of candidate pairs.
+
+    Parameters
+    ----------
+    a, b : (n,) int
+        Profile rows of the candidate pairs (within the population, each pair once).
+    prob : (n,) float
+        The matcher's calibrated probability of each pair.
+    truth : Truth
+        The true pairs; every other candidate pair counts as false.
+    platform_code : (accounts,) int
+        Platform code of every profile row (for the one-to-one assignment).
+    seed : int
+        Seeds the sample of false pairs.
+
+    Returns
+    -------
+    dict
+        ``true_scores`` (probabilities of the true pairs among the candidates),
+        ``false_scores`` (a sample of at most :data:`FALSE_SAMPLE` false pairs, ascending),
+        ``n_true_candidates``, ``n_false_candidates``, ``n_truth`` (distinct true pairs),
+        ``pr_curve`` (``threshold``, ``precision``, ``recall`` lists, thresholds descending)
+        and ``calibration`` (``lower``, ``upper``, ``count``, ``mean_predicted``,
+        ``observed`` per bin; null where a bin is empty).
+    """
+    from crossrec.link.assign import one_to_one
+
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    p = np.asarray(prob, dtype=np.float64)
+    n = np.int64(max(int(platform_code.shape[0]), 1))
+    truth_keys = np.unique(np.minimum(truth.a, truth.b) * n + np.maximum(truth.a, truth.b))
+    is_true = np.isin(np.minimum(a, b) * n + np.maximum(a, b), truth_keys)
+    false_p = p[~is_true]
+    if false_p.size > FALSE_SAMPLE:
+        rng = np.random.default_rng(seed)
+        false_p = false_p[rng.choice(false_p.size, FALSE_SAMPLE, replace=False)]
+    kept = (
+        one_to_one(a, b, p, platform_code[a], platform_code[b])
+        if a.size
+        else np.zeros(0, dtype=bool)
+    )
+    return {
+        "true_scores": _rounded(np.sort(p[is_true])),
+        "false_scores": _rounded(np.sort(false_p)),
+        "n_true_candidates": int(is_true.sum()),
+        "n_false_candidates": int((~is_true).sum()),
+        "n_truth": len(truth_keys),
+        "pr_curve": _pr_curve(p[kept], is_true[kept], len(truth_keys)),
+        "calibration": _calibration(p, is_true),
+    }
+
+
+def _rounded(x: np.ndarray) -> list[float]:
+    return [round(float(v), 6) for v in x]
+
+
+def _pr_curve(p: np.ndarray, is_true: np.ndarray, n_truth: int) -> dict[str, list[float]]:
+    """Precision and recall of the pairs with probability >= each distinct threshold."""
+    order = np.argsort(-p, kind="stable")
+    p, is_true = p[order], is_true[order]
+    tp = np.cumsum(is_true)
+    # the last pair of each run of equal probabilities closes that threshold
+    ends = np.flatnonzero(np.r_[p[1:] != p[:-1], True]) if p.size else np.zeros(0, np.int64)
+    if ends.size > PR_POINTS:
+        pick = np.unique(np.linspace(0, ends.size - 1, PR_POINTS).round().astype(np.int64))
+        ends = ends[pick]
+    return {
+        # unrounded: probabilities a hair below 1 are distinct thresholds
+        "threshold": [float(v) for v in p[ends]],
+        "precision": _rounded(tp[ends] / (ends + 1)),
+        "recall": _rounded(tp[ends] / n_truth) if n_truth else [],
+    }
+
+
+def _calibration(p: np.ndarray, is_true: np.ndarray) -> dict[str, list[Any]]:
+    edges = np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)
+    bins = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, CALIBRATION_BINS - 1)
+    count = np.bincount(bins, minlength=CALIBRATION_BINS)
+    sum_p = np.bincount(bins, weights=p, minlength=CALIBRATION_BINS)
+    sum_t = np.bincount(bins, weights=is_true.astype(np.float64), minlength=CALIBRATION_BINS)
+
+    def share(sums: np.ndarray) -> list[float | None]:
+        return [round(float(s / c), 6) if c else None for s, c in zip(sums, count, strict=True)]
+
+    return {
+        "lower": _rounded(edges[:-1]),
+        "upper": _rounded(edges[1:]),
+        "count": [int(c) for c in count],
+        "mean_predicted": share(sum_p),
+        "observed": share(sum_t),
+    }
+
+
+def save_link_evaluation(path: Path, doc: dict[str, Any]) -> Path:
+    """Write ``doc`` as JSON to ``path`` atomically (readers see the old file or the new)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def _cf_mapping_baseline(
