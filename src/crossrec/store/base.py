@@ -163,3 +163,18 @@ class Store(ABC):
     def revoke_api_token(self, token_id: str, at: Any) -> bool:
         """Mark a token revoked at ``at``; False when no unrevoked token has that id."""
         raise NotImplementedError(f"{type(self).__name__} does not keep API tokens")
+
+    # -- summaries -------------------------------------------------------------------------------
+    def account_activity(self, platform: str | None = None) -> pa.Table:
+        """Per account: ``platform, account, events, first_ts, last_ts`` (timestamps null when
+        the account's events have none), sorted by platform and account. Backends override
+        this default, which reads every event, with an aggregate query."""
+        table = self.read("events", columns=["platform", "account", "ts"], platform=platform)
+        grouped = table.group_by(["platform", "account"]).aggregate(
+            [("account", "count"), ("ts", "min"), ("ts", "max")]
+        )
+        return (
+            grouped.select(["platform", "account", "account_count", "ts_min", "ts_max"])
+            .rename_columns(["platform", "account", "events", "first_ts", "last_ts"])
+            .sort_by([("platform", "ascending"), ("account", "ascending")])
+        )

@@ -391,3 +391,12 @@ class DuckDBStore(Store):
             [at, token_id],
         ).fetchall()
         return bool(rows and rows[0][0])
+
+    def account_activity(self, platform: str | None = None) -> pa.Table:
+        where, params = ("WHERE platform = ?", [platform]) if platform is not None else ("", [])
+        return self.con.sql(
+            "SELECT platform, account, count(*) AS events, min(ts) AS first_ts, "
+            f"max(ts) AS last_ts FROM events {where} GROUP BY platform, account "
+            "ORDER BY platform, account",
+            params=params,
+        ).to_arrow_table()
