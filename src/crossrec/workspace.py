@@ -169,6 +169,17 @@ class Workspace:
         """The stored pseudonym of a raw account id (commands take raw ids)."""
         return self.pseudonymiser.account(platform, raw_id)
 
+    def reader(self) -> Workspace:
+        """A view of this workspace for reads from another thread (the HTTP service's
+        request threads): same config and key, its store on a cursor of this one's, so its
+        reads see committed data and never wait on a write in progress here."""
+        view = object.__new__(Workspace)
+        view.root = self.root
+        view.config = self.config
+        view._store = self.store.cursor()
+        view._pseudonymiser = self.pseudonymiser
+        return view
+
 
 def _key_path(root: Path, config: Config) -> Path:
     path = Path(config.privacy.key_file).expanduser()
