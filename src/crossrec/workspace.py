@@ -180,6 +180,14 @@ class Workspace:
         view._pseudonymiser = self.pseudonymiser
         return view
 
+    # -- report ------------------------------------------------------------------------------
+    def report(self, output: Path | str | None = None) -> Path:
+        """Write the self-contained HTML report (``reports/report-<UTC timestamp>.html``, or
+        ``output``) and return its path. See :mod:`crossrec.report`."""
+        from crossrec.report import build_report
+
+        return build_report(self, output)
+
 
 def _key_path(root: Path, config: Config) -> Path:
     path = Path(config.privacy.key_file).expanduser()
