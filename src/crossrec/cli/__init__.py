@@ -19,6 +19,9 @@ def _register() -> None:
     link.register(app)
     datasets.register(app)
     demo.register(app)
+    from crossrec.cli import report
+
+    report.register(app)
 
 
 _register()
