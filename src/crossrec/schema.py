@@ -149,6 +149,19 @@ API_TOKENS = Table(
 )
 META = Table("meta", (("key", "VARCHAR PRIMARY KEY"), ("value", "VARCHAR NOT NULL")))
 
+#: Where each stream consumer group stands: the next offset to read per topic partition,
+#: written in the same transaction as the events of the batch it follows (exactly once).
+#: ``group`` is an SQL keyword, hence ``consumer_group``.
+STREAM_OFFSETS = Table(
+    "stream_offsets",
+    (
+        ("consumer_group", "VARCHAR NOT NULL"),
+        ("topic", "VARCHAR NOT NULL"),
+        ("partition", "INTEGER NOT NULL"),
+        ("next_offset", "BIGINT NOT NULL"),
+    ),
+    ("consumer_group", "topic", "partition"),
+)
 CANONICAL_TABLES: tuple[Table, ...] = (
     META,
     EVENTS,
@@ -160,6 +173,7 @@ CANONICAL_TABLES: tuple[Table, ...] = (
     PERSONS,
     INGEST_LOG,
     API_TOKENS,
+    STREAM_OFFSETS,
 )
 
 #: The quarantine lives in its own database file so raw ids of bad rows never mix with the store.
