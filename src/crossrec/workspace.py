@@ -7,6 +7,7 @@ and ``reports/``. Heavy modules are imported inside the methods that need them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from crossrec.privacy import SECRET_ENV, Pseudonymiser, create_key_file, load_ke
 if TYPE_CHECKING:
     from crossrec.ingest.pipeline import IngestSummary
     from crossrec.ingest.quarantine import Quarantine
+    from crossrec.ingest.records import RecordIngestor, RecordSummary
     from crossrec.progress import ProgressHook
     from crossrec.store import Store
 
@@ -41,6 +43,7 @@ class Workspace:
         self.config = Config.load(self.root / CONFIG_FILE)
         self._store: Store | None = None
         self._pseudonymiser: Pseudonymiser | None = None
+        self._record_ingestor: RecordIngestor | None = None
 
     # -- creation ----------------------------------------------------------------------------
     @classmethod
@@ -98,6 +101,9 @@ class Workspace:
         return self.root / "reports"
 
     def close(self) -> None:
+        if self._record_ingestor is not None:
+            self._record_ingestor.close()
+            self._record_ingestor = None
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -150,6 +156,32 @@ class Workspace:
 
         return Ingestor(self, progress=progress).links(path, fmt=fmt)
 
+    @property
+    def record_ingestor(self) -> RecordIngestor:
+        """The workspace's record ingestor (its staging database is set up once)."""
+        if self._record_ingestor is None:
+            from crossrec.ingest.records import RecordIngestor
+
+            self._record_ingestor = RecordIngestor(self)
+        return self._record_ingestor
+
+    def ingest_records(
+        self,
+        platform: str,
+        records: list[dict[str, Any]],
+        *,
+        source: str,
+        extra: Callable[[], None] | None = None,
+        numbers: Sequence[int] | None = None,
+    ) -> RecordSummary:
+        """Ingest a batch of canonical event records (``account``, ``item``, ``event``,
+        ``value``, ``timestamp``, ``event_id``; other keys kept as attributes) with the
+        file-ingest rules, in one store transaction; bad records go to the quarantine with
+        ``source`` and their number. See :mod:`crossrec.ingest.records`."""
+        from crossrec.ingest.records import ingest_records
+
+        return ingest_records(self, platform, records, source=source, extra=extra, numbers=numbers)
+
     # -- inspection ----------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """``{"platforms": {NAME: {"accounts", "items", "events"}}, "quarantined",
@@ -164,6 +196,14 @@ class Workspace:
             "duplicates": self.store.duplicates_total(),
             "known_links": self.store.count("known_links"),
         }
+
+    # -- recommendation ----------------------------------------------------------------------
+    def recommend(self, platform: str, raw_id: str, k: int = 10) -> dict[str, Any]:
+        """``{"platform", "account", "items": [{"item", "score", "reason"}], "model_version"}``;
+        an account the store does not know gets popular items (the reason says so)."""
+        from crossrec.recommend.service import recommend_json
+
+        return recommend_json(self, platform, raw_id, k)
 
     def account_id(self, platform: str, raw_id: str) -> str:
         """The stored pseudonym of a raw account id (commands take raw ids)."""

@@ -1,0 +1,579 @@
+"""Record ingest: a batch of canonical event dicts (HTTP API, stream consumer) into the store.
+
+A record is one event as a dict with the canonical keys ``account``, ``item`` (required),
+``event``, ``value``, ``timestamp`` and ``event_id``; every other key is kept in ``attrs``
+(personal identifier keys named in ``privacy.personal_columns`` are pseudonymised into
+``account_identifiers`` instead, as in file ingest).
+
+The rules are the file-ingest rules, run by the same SQL (:func:`crossrec.ingest.validate.
+events_sql`): text is trimmed and empty means absent; a value must parse as a finite number;
+a timestamp is ISO-8601 (with or without zone; no zone means UTC) or epoch seconds or
+milliseconds, inside ``[ingest.timestamp_min, ingest.timestamp_max)``. Records add one rule a
+file cannot break: a field's JSON type must fit (ids are strings or integers, value and
+timestamp are numbers or strings). Bad records go to the quarantine with their source, number,
+field, reason and the raw record as JSON; good ones are pseudonymised and written in one store
+transaction, deduplicated by the file-ingest event identity (the ``event_id`` when given, else
+a hash of platform, account, item, event, value and time), so an event sent twice, or sent once
+and ingested once from a file, is stored once.
+
+One :class:`RecordIngestor` keeps its staging database between calls (a batch of 1,000
+records costs milliseconds, not the set-up of a database); :meth:`Workspace.ingest_records`
+holds one per workspace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from crossrec import schema
+from crossrec.errors import InputError
+from crossrec.ingest import validate
+from crossrec.ingest.pipeline import check_platform
+from crossrec.ingest.readers import staging_connection
+
+if TYPE_CHECKING:
+    from crossrec.workspace import Workspace
+
+#: Canonical keys whose values are parsed: a JSON number or a string holding one.
+_PARSED_FIELDS = ("value", "timestamp")
+_CANONICAL_KEYS = frozenset(schema.EVENT_FIELDS)
+_STAGED = (*schema.EVENT_FIELDS, "_platform", "_attrs")
+_COLUMN_MAP = validate.ColumnMap({f: f for f in schema.EVENT_FIELDS}, ["_platform", "_attrs"])
+_RAW_SCHEMA = pa.schema([("_line", pa.int64())] + [(c, pa.string()) for c in _STAGED])
+# the identity of a stored event: the same expression as file ingest (pipeline._write_events)
+_VALUE_TXT = "coalesce(CAST(c.value AS VARCHAR), '')"
+_TS_TXT = "coalesce(CAST(epoch_us(c.ts) AS VARCHAR), '')"
+_GOOD_SQL = f"""
+    SELECT c._platform AS platform, p.pseud AS account, c.item, c.event_type, c.value, c.ts,
+        coalesce(c.event_id, 'h' || md5(concat_ws(chr(31), c._platform, p.pseud, c.item,
+            c.event_type, {_VALUE_TXT}, {_TS_TXT}))) AS event_id,
+        c._row AS seq,
+        CAST(c._attrs AS JSON) AS attrs
+    FROM checked c JOIN _pseud p ON p.platform = c._platform AND p.raw = c.account_raw
+    WHERE c._reason IS NULL
+    ORDER BY c._row
+"""
+#: Repeats within a batch: the first occurrence of an event stays (as in a file).
+_FIRST_SQL = (
+    "SELECT * FROM _good QUALIFY row_number() OVER (PARTITION BY platform, event_id "
+    "ORDER BY seq) = 1 ORDER BY seq"
+)
+_PSEUDONYM_CACHE = 100_000  # accounts remembered between batches (a stream repeats them)
+
+
+@dataclass
+class RecordSummary:
+    """What one batch of records did to the store.
+
+    ``accounts`` are the pseudonyms of the accounts whose valid records were in the batch
+    (sorted, distinct): the accounts whose vectors an online update should refresh.
+    """
+
+    platform: str
+    source: str
+    accepted: int
+    quarantined: int
+    duplicates: int
+    accounts: list[str]
+    seconds: float
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Bad:
+    """One record for the quarantine: where it came from, what is wrong, the raw record."""
+
+    source: str
+    fingerprint: str
+    number: int
+    platform: str | None
+    field: str | None
+    reason: str
+    raw: str | None
+
+
+@dataclass(frozen=True)
+class MixedResult:
+    """Counts of a batch that may span platforms (see :meth:`RecordIngestor.ingest_mixed`)."""
+
+    accepted: int
+    quarantined: int
+    duplicates: int
+    #: ``(platform, pseudonym)`` of the accounts with valid records, sorted, distinct.
+    accounts: list[tuple[str, str]]
+    reasons: dict[str, int]
+
+
+def source_fingerprint(source: str) -> str:
+    """The quarantine identity of a numbered source: a record number is quarantined once."""
+    return hashlib.blake2b(f"records\x1f{source}".encode(), digest_size=16).hexdigest()
+
+
+def raw_json(record: Any) -> str:
+    """The record as JSON text for the quarantine, whatever it holds."""
+    try:
+        text = json.dumps(record, ensure_ascii=False, default=repr)
+    except (ValueError, TypeError, RecursionError):  # circular or unorderable: keep its repr
+        text = repr(record)
+    if not _encodable(text):  # lone surrogates cannot be stored as UTF-8: escape them
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _encodable(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text(value: Any) -> str | None:
+    """A JSON value as the text a JSON-lines file's cell would hold (as readers._json_text)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=repr)
+
+
+def _type_name(value: Any) -> str:
+    return {
+        dict: "an object",
+        list: "an array",
+        bool: "a boolean",
+        float: "a number",
+        str: "a string",
+    }.get(type(value), type(value).__name__)
+
+
+class _Reject(Exception):
+    """A record breaks a type rule (caught per record, never escapes this module)."""
+
+    def __init__(self, field: str | None, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+
+
+def _safe_text(key: str | None, value: Any) -> str | None:
+    """``_text`` of a value, or a reject when it cannot be written as valid UTF-8 text."""
+    try:
+        text = _text(value)
+    except (ValueError, TypeError, RecursionError):  # huge int, circular or odd keys
+        raise _Reject(key, f"wrong type: {key or 'a field'} cannot be written as JSON") from None
+    if text is not None and not _encodable(text):
+        raise _Reject(key, "bad encoding: not valid Unicode text")
+    return text
+
+
+def _canonical(
+    record: Mapping[Any, Any], personal: frozenset[str]
+) -> tuple[list[str | None], dict[str, str]]:
+    """The staged texts of one record: the six canonical fields in ``schema.EVENT_FIELDS``
+    order, then the attrs JSON; and its personal identifiers ``{kind: value}``.
+
+    Plain strings (the common case) take a fast path: this runs once per streamed event.
+    """
+    texts: list[str | None] = []
+    get = record.get
+    for key in schema.EVENT_FIELDS:
+        value = get(key)
+        if type(value) is str:
+            if not value.isascii() and not _encodable(value):
+                raise _Reject(key, "bad encoding: not valid Unicode text")
+            texts.append(value)
+            continue
+        if value is None:
+            texts.append(None)
+            continue
+        if key in _PARSED_FIELDS:
+            ok = isinstance(value, str | int | float) and not isinstance(value, bool)
+            want = "a number or a string"
+        else:
+            ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+            want = "a string or an integer"
+        if not ok:
+            raise _Reject(key, f"wrong type: {key} must be {want}, not {_type_name(value)}")
+        texts.append(_safe_text(key, value))
+    attrs: dict[str, str | None] = {}
+    idents: dict[str, str] = {}
+    for key, value in record.items():
+        if key in _CANONICAL_KEYS and type(key) is str:
+            continue
+        if type(key) is str and type(value) is str and key not in personal:
+            attrs[key] = value  # checked once below, in the dumped JSON
+            continue
+        name = str(key)
+        text = _safe_text(name, value)
+        if name in personal:
+            text = text.strip(" ") if text is not None else None  # as SQL trim() in files
+            if text:
+                if not _encodable(name):
+                    raise _Reject(None, "bad encoding: a key is not valid Unicode text")
+                idents[name] = text
+            continue
+        attrs[name] = text
+    if attrs:
+        dumped = json.dumps(attrs, ensure_ascii=False, separators=(",", ":"))
+        if not dumped.isascii() and not _encodable(dumped):
+            raise _Reject(None, "bad encoding: an attribute is not valid Unicode text")
+        texts.append(dumped)
+    else:
+        texts.append(None)
+    return texts, idents
+
+
+class RecordIngestor:
+    """Ingests batches of event records into one workspace; safe to share between threads
+    (calls run one at a time)."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self._lock = threading.Lock()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._spill: Path | None = None
+        self._pseud_cache: dict[tuple[str, str], str] = {}
+        cfg = ws.config
+        self._personal = frozenset(cfg.privacy.personal_columns)
+        self._checked_sql = validate.events_sql(
+            _COLUMN_MAP, cfg.ingest.timestamp_min, cfg.ingest.timestamp_max, has_line=True
+        )
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            # a private in-memory database: raw ids never reach the store or the working dir
+            self._spill = Path(tempfile.mkdtemp(prefix="crossrec-records-"))
+            self._con = staging_connection(self.ws.config.ingest.memory_limit, self._spill)
+        return self._con
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+            if self._spill is not None:
+                shutil.rmtree(self._spill, ignore_errors=True)
+                self._spill = None
+
+    # -- public ---------------------------------------------------------------------------------
+    def ingest(
+        self,
+        platform: str,
+        records: Sequence[Any],
+        *,
+        source: str,
+        numbers: Sequence[int] | None = None,
+        extra: Callable[[], None] | None = None,
+    ) -> RecordSummary:
+        """Validate, quarantine, pseudonymise, dedupe and store a batch of one platform.
+
+        Parameters
+        ----------
+        platform : str
+            Platform of every record.
+        records : sequence of dict, length n
+            Canonical event records (anything else is quarantined, never raised).
+        source : str
+            Where the records came from (e.g. ``"http"``), kept with quarantined records.
+        numbers : sequence of int, length n, optional
+            Each record's number within ``source`` (e.g. stream offsets). When given, a
+            record number is quarantined at most once per source (a replay adds nothing);
+            by default records are numbered 1..n and each call is quarantined on its own.
+        extra : callable, optional
+            Run inside the store transaction that writes the events (e.g. to store offsets).
+
+        Raises
+        ------
+        InputError
+            ``platform`` is not a valid platform name, or ``numbers`` does not fit.
+        """
+        started = time.perf_counter()
+        check_platform(platform)
+        if numbers is not None and len(numbers) != len(records):
+            raise InputError(
+                f"{len(numbers)} record numbers for {len(records)} records",
+                hint="give one number per record, or none",
+            )
+        fp = source_fingerprint(source) if numbers is not None else uuid.uuid4().hex
+        nums = list(numbers) if numbers is not None else list(range(1, len(records) + 1))
+        result = self.ingest_mixed(
+            [platform] * len(records),
+            records,
+            origins=[(source, fp, n) for n in nums],
+            extra=extra,
+        )
+        return RecordSummary(
+            platform=platform,
+            source=source,
+            accepted=result.accepted,
+            quarantined=result.quarantined,
+            duplicates=result.duplicates,
+            accounts=[a for _, a in result.accounts],
+            seconds=round(time.perf_counter() - started, 6),
+            reasons=result.reasons,
+        )
+
+    def ingest_mixed(
+        self,
+        platforms: Sequence[str],
+        records: Sequence[Any],
+        *,
+        origins: Sequence[tuple[str, str, int]],
+        bad: Sequence[Bad] = (),
+        extra: Callable[[], None] | None = None,
+    ) -> MixedResult:
+        """Ingest records of several platforms at once (the stream consumer's batch).
+
+        ``platforms[i]`` (already checked by the caller) and ``origins[i]`` = (source,
+        quarantine fingerprint, number) belong to ``records[i]``; ``bad`` are records the
+        caller already rejected, quarantined with the batch.
+        """
+        with self._lock:
+            return self._ingest(platforms, records, origins, list(bad), extra)
+
+    # -- steps ----------------------------------------------------------------------------------
+    def _ingest(
+        self,
+        platforms: Sequence[str],
+        records: Sequence[Any],
+        origins: Sequence[tuple[str, str, int]],
+        bad: list[Bad],
+        extra: Callable[[], None] | None,
+    ) -> MixedResult:
+        staged, personal = self._stage_rows(platforms, records, origins, bad)
+        good: pa.Table | None = None
+        pseud: dict[tuple[str, str], str] = {}
+        idents: list[tuple[str, str, str, str]] = []
+        valid = 0
+        if staged.num_rows:
+            con = self._connection()
+            con.register("_in", staged)
+            try:
+                con.execute("CREATE OR REPLACE TABLE raw AS SELECT * FROM _in")
+            finally:
+                con.unregister("_in")
+            con.execute("DROP TABLE IF EXISTS checked")
+            con.execute(self._checked_sql)
+            rows = con.execute(
+                "SELECT _line, _platform, account_raw, _field, _reason FROM checked ORDER BY _row"
+            ).fetchall()
+            raws: set[tuple[str, str]] = set()
+            for line, platform, account, fld, reason in rows:
+                if reason is not None:
+                    src, fp, num = origins[line]
+                    bad.append(Bad(src, fp, num, platform, fld, reason, raw_json(records[line])))
+                    continue
+                valid += 1
+                raws.add((platform, account))
+                for kind, value in personal.get(line, {}).items():
+                    idents.append((platform, account, kind, value))
+            if valid:
+                pseud = self._pseudonyms(raws)
+                good = self._good(con, pseud)
+        self._quarantine(bad)  # before the store commits: a replayed batch re-adds nothing
+        accepted = duplicates = 0
+        store = self.ws.store
+        with store.transaction():
+            if good is not None and good.num_rows:
+                first_seq = pa.scalar(store.next_seq(), pa.int64())
+                good = good.set_column(
+                    good.schema.get_field_index("seq"), "seq", pc.add(good["seq"], first_seq)
+                )
+                one = set(good["platform"].unique().to_pylist())
+                accepted = store.insert_events(
+                    pa.RecordBatchReader.from_batches(good.schema, good.to_batches()),
+                    unique=True,
+                    platform=one.pop() if len(one) == 1 else None,
+                ).inserted
+                duplicates = valid - accepted
+                store.add_duplicates(duplicates)
+                store.upsert_accounts(_seen(good))
+            if idents:
+                store.insert_identifiers(self._identifiers(idents, pseud))
+            if extra is not None:
+                extra()
+        reasons: dict[str, int] = {}
+        for b in bad:
+            key = b.reason.split(":")[0]
+            reasons[key] = reasons.get(key, 0) + 1
+        return MixedResult(
+            accepted=accepted,
+            quarantined=len(bad),
+            duplicates=duplicates,
+            accounts=sorted({(p, a) for (p, _), a in pseud.items()}),
+            reasons=reasons,
+        )
+
+    def _stage_rows(
+        self,
+        platforms: Sequence[str],
+        records: Sequence[Any],
+        origins: Sequence[tuple[str, str, int]],
+        bad: list[Bad],
+    ) -> tuple[pa.Table, dict[int, dict[str, str]]]:
+        """Type-check records in Python and lay the others out as text columns (``raw``).
+
+        Records that break a type rule are appended to ``bad``; the personal identifiers of
+        the staged ones are returned by record index.
+        """
+        if len(platforms) != len(records) or len(origins) != len(records):
+            raise InputError("records, platforms and origins must have the same length")
+        columns: list[list[Any]] = [[] for _ in _RAW_SCHEMA]
+        personal: dict[int, dict[str, str]] = {}
+        for i, record in enumerate(records):
+            src, fp, num = origins[i]
+            if not isinstance(record, Mapping):
+                bad.append(
+                    Bad(src, fp, num, platforms[i], None, "not a JSON object", raw_json(record))
+                )
+                continue
+            try:
+                texts, idents = _canonical(record, self._personal)
+            except _Reject as exc:
+                bad.append(Bad(src, fp, num, platforms[i], exc.field, exc.reason, raw_json(record)))
+                continue
+            columns[0].append(i)
+            for j, text in enumerate(texts):  # the six canonical fields, then attrs
+                columns[j + 1 if j < 6 else 8].append(text)
+            columns[7].append(platforms[i])
+            if idents:
+                personal[i] = idents
+        table = pa.Table.from_arrays(
+            [pa.array(col, type=f.type) for col, f in zip(columns, _RAW_SCHEMA, strict=True)],
+            schema=_RAW_SCHEMA,
+        )
+        return table, personal
+
+    def _good(self, con: duckdb.DuckDBPyConnection, pseud: dict[tuple[str, str], str]) -> pa.Table:
+        """Canonical event rows of the valid records, first occurrence per event identity;
+        ``seq`` is still relative to the batch."""
+        con.register(
+            "_pseud",
+            pa.table(
+                {
+                    "platform": pa.array([k[0] for k in pseud], pa.string()),
+                    "raw": pa.array([k[1] for k in pseud], pa.string()),
+                    "pseud": pa.array(list(pseud.values()), pa.string()),
+                }
+            ),
+        )
+        try:
+            good = con.sql(_GOOD_SQL).to_arrow_table()
+        finally:
+            con.unregister("_pseud")
+        keys = good["event_id"]
+        if len(good["platform"].unique()) > 1:
+            keys = pc.binary_join_element_wise(good["platform"], keys, "\x1f")
+        if pc.count_distinct(keys).as_py() == good.num_rows:
+            return good
+        con.register("_good", good)
+        try:
+            return con.sql(_FIRST_SQL).to_arrow_table()
+        finally:
+            con.unregister("_good")
+
+    def _identifiers(
+        self, idents: list[tuple[str, str, str, str]], pseud: dict[tuple[str, str], str]
+    ) -> pa.Table:
+        """(platform, account, kind, value) rows of pseudonymised personal identifiers."""
+        ps = self.ws.pseudonymiser
+        rows = sorted(
+            {
+                (p, pseud[(p, raw)], kind, ps.identifier(kind, value))
+                for p, raw, kind, value in idents
+            }
+        )
+        return pa.table(
+            {
+                name: pa.array([r[i] for r in rows], pa.string())
+                for i, name in enumerate(("platform", "account", "kind", "value"))
+            }
+        )
+
+    def _pseudonyms(self, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Pseudonyms of distinct (platform, raw account) pairs, remembered between calls."""
+        cache = self._pseud_cache
+        missing = sorted(k for k in pairs if k not in cache)
+        if len(cache) + len(missing) > _PSEUDONYM_CACHE:
+            cache.clear()
+        ps = self.ws.pseudonymiser
+        for platform in sorted({p for p, _ in missing}):  # the keyed state is set up once
+            raws = [r for p, r in missing if p == platform]
+            for raw, value in zip(raws, ps.accounts(platform, raws), strict=True):
+                cache[(platform, raw)] = value
+        return {k: cache[k] for k in pairs}
+
+    def _quarantine(self, rows: list[Bad]) -> None:
+        if not rows:
+            return
+        n = len(rows)
+        now = int(datetime.now(UTC).timestamp() * 1_000_000)
+        table = pa.table(
+            {
+                "file": pa.array([b.source for b in rows], pa.string()),
+                "fingerprint": pa.array([b.fingerprint for b in rows], pa.string()),
+                "line": pa.array([b.number for b in rows], pa.int64()),
+                "kind": pa.array(["events"] * n, pa.string()),
+                "platform": pa.array([b.platform for b in rows], pa.string()),
+                "field": pa.array([b.field for b in rows], pa.string()),
+                "reason": pa.array([b.reason for b in rows], pa.string()),
+                "raw": pa.array([b.raw for b in rows], pa.string()),
+                "quarantined_at": pa.array([now] * n, pa.int64()).cast(
+                    pa.timestamp("us", tz="UTC")
+                ),
+            }
+        )
+        self.ws.quarantine().add(table)
+
+
+def _seen(good: pa.Table) -> pa.Table:
+    """First and last event time per (platform, account) of a batch."""
+    agg = good.group_by(["platform", "account"]).aggregate([("ts", "min"), ("ts", "max")])
+    return agg.rename_columns(["platform", "account", "first_seen", "last_seen"])
+
+
+def ingest_records(
+    ws: Workspace,
+    platform: str,
+    records: Sequence[Any],
+    *,
+    source: str,
+    extra: Callable[[], None] | None = None,
+    numbers: Sequence[int] | None = None,
+) -> RecordSummary:
+    """Ingest a batch of event records of ``platform`` into ``ws`` (see
+    :meth:`RecordIngestor.ingest`; the workspace keeps one ingestor between calls).
+
+    >>> ws.ingest_records("video", [{"account": "u1", "item": "m1"}], source="http")
+    ... # doctest: +SKIP
+    RecordSummary(platform='video', source='http', accepted=1, quarantined=0, ...)
+    """
+    return ws.record_ingestor.ingest(
+        platform, records, source=source, numbers=numbers, extra=extra
+    )
