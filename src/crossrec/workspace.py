@@ -228,6 +228,17 @@ class Workspace:
 
         return build_report(self, output)
 
+    # -- erasure -----------------------------------------------------------------------------
+    def forget(self, platform: str, raw_id: str, *, person: bool = False) -> dict[str, Any]:
+        """Erase an account (with ``person``, every account linked to it) from the store, the
+        quarantine, every model version and the reports; ``{"deleted_until", "accounts":
+        [[platform, pseudonym], ...], ...}``. Raises ``NotFoundError`` for an account the
+        store does not know. The store is closed and replaced (reopened on next use): views
+        from :meth:`reader` must be made again. See :mod:`crossrec.forget`."""
+        from crossrec.forget import forget
+
+        return forget(self, platform, raw_id, person=person)
+
 
 def _key_path(root: Path, config: Config) -> Path:
     path = Path(config.privacy.key_file).expanduser()

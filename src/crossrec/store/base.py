@@ -178,3 +178,12 @@ class Store(ABC):
             .rename_columns(["platform", "account", "events", "first_ts", "last_ts"])
             .sort_by([("platform", "ascending"), ("account", "ascending")])
         )
+
+    # -- erasure ---------------------------------------------------------------------------------
+    def erase_accounts(self, accounts: Sequence[tuple[str, str]]) -> dict[str, int]:
+        """Delete every row that names one of these ``(platform, account)`` pseudonyms, in one
+        transaction: rows of every table whose ``account`` / ``account_x`` column holds one
+        (with its ``platform`` / ``platform_x`` column when the table has it), then rows whose
+        text columns still mention one. Returns the rows deleted per table (tables with none
+        left out). Deleted bytes may stay in the backend's files until it rewrites them."""
+        raise NotImplementedError(f"{type(self).__name__} cannot erase accounts")
