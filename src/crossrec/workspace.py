@@ -213,8 +213,7 @@ class Workspace:
         """A view of this workspace for reads from another thread (the HTTP service's
         request threads): same config and key, its store on a cursor of this one's, so its
         reads see committed data and never wait on a write in progress here."""
-        view = object.__new__(Workspace)
-        view.root = self.root
+        view = Workspace(self.root)  # every attribute set up as for any workspace
         view.config = self.config
         view._store = self.store.cursor()
         view._pseudonymiser = self.pseudonymiser
