@@ -1,0 +1,377 @@
+"""The HTTP API: FastAPI routes over the same Python API the CLI uses.
+
+Every route is thin: it checks the token and its scope, spends one request of the token's rate
+bucket, and calls the workspace (``ingest_records``, ``forget``), the link queries or the
+served :class:`~crossrec.recommend.Recommender`. Raw account ids in paths and bodies are
+pseudonymised on entry by those functions; answers echo a raw id only where the caller sent it.
+Every error answer is ``{"error": ..., "field": ...}``; a client mistake is always a 4xx.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException
+
+from crossrec import errors
+from crossrec.serve import schemas as s
+from crossrec.serve.auth import TokenInfo
+from crossrec.serve.limits import BodyLimitMiddleware, retry_after_header
+from crossrec.serve.metrics import Metrics, MetricsMiddleware
+from crossrec.serve.state import ServeState
+
+log = logging.getLogger("crossrec.serve")
+
+API_TITLE = "crossrec"
+PLATFORM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MAX_ID_LENGTH = 512
+
+_STATUS: tuple[tuple[type[errors.CrossrecError], int], ...] = (
+    (errors.NotFoundError, 404),
+    (errors.InputError, 400),
+    (errors.IngestError, 400),
+    (errors.CapacityError, 413),
+    (errors.ModelError, 503),
+    (errors.WorkspaceError, 503),
+)
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": s.ErrorBody, "description": text}
+    for code, text in (
+        (401, "Missing or invalid bearer token."),
+        (403, "The token lacks the scope this route needs."),
+        (422, "A parameter or the body is invalid; `field` names it."),
+        (429, "Rate limit of the token reached; see Retry-After."),
+    )
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": s.ErrorBody, "description": "Account or platform unknown."}
+}
+_NO_MODEL: dict[int | str, dict[str, Any]] = {
+    503: {"model": s.ErrorBody, "description": "No trained model is loaded yet."}
+}
+
+Platform = Annotated[str, Path(pattern=PLATFORM_PATTERN, description="Platform name, e.g. video.")]
+Account = Annotated[
+    str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="Raw account id.")
+]
+K = Annotated[int, Query(ge=1, le=1000, description="How many to return.")]
+_bearer = HTTPBearer(auto_error=False, description="A token from `crossrec token create`.")
+
+
+def error_response(
+    status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": message, "field": field}, status_code=status, headers=headers)
+
+
+def _state(request: Request) -> ServeState:
+    state: ServeState | None = getattr(request.app.state, "serve", None)
+    if state is None:
+        raise errors.WorkspaceError("this app was built without a workspace")
+    return state
+
+
+def require(scope: str) -> Callable[..., TokenInfo]:
+    """Dependency: a live bearer token with ``scope``, within its rate limit."""
+
+    def check(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> TokenInfo:
+        state = _state(request)
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
+        token = state.tokens.lookup(credentials.credentials)
+        if token is None:
+            raise HTTPException(
+                401, "the token is unknown or revoked", {"WWW-Authenticate": "Bearer"}
+            )
+        if scope not in token.scopes:
+            raise HTTPException(403, f"this route needs a token with the {scope!r} scope")
+        wait = state.limiter.take(token.id)
+        if wait > 0:
+            raise HTTPException(
+                429,
+                f"rate limit of {state.limiter.rate:g} requests per second reached",
+                {"Retry-After": retry_after_header(wait)},
+            )
+        return token
+
+    return check
+
+
+ReadToken = Annotated[TokenInfo, Depends(require("read"))]
+WriteToken = Annotated[TokenInfo, Depends(require("write"))]
+
+
+def parse_events(raw: bytes, max_batch: int) -> list[Any]:
+    """The POSTed JSON array of events. A body that is not a JSON array is a client mistake
+    (HTTPException naming ``body``; 413 for more than ``max_batch`` events); a bad event in
+    the array is not: ingest quarantines it with its number and reason, as in file ingest."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _field_error(400, f"not valid JSON: {exc}", "body") from None
+    if not isinstance(data, list):
+        raise _field_error(422, "must be a JSON array of event objects", "body")
+    if len(data) > max_batch:
+        raise _field_error(
+            413, f"{len(data):,} events in one request; at most {max_batch:,} allowed", "body"
+        )
+    return data
+
+
+class FieldError(HTTPException):
+    def __init__(self, status: int, message: str, field: str) -> None:
+        super().__init__(status, message)
+        self.field = field
+
+
+def _field_error(status: int, message: str, field: str) -> FieldError:
+    return FieldError(status, f"{field}: {message}", field)
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else 0.0
+
+
+def create_app(state: ServeState | None = None) -> FastAPI:
+    """The service over ``state`` (None builds the routes only, e.g. for the OpenAPI spec)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if state is not None and state.model is None:
+            await run_in_threadpool(state.start)
+        yield
+        if state is not None:
+            await run_in_threadpool(state.close)
+
+    app = FastAPI(
+        title=API_TITLE,
+        version="1",
+        description="Cross-platform recommendations, account links and event ingest.",
+        lifespan=lifespan,
+    )
+    app.state.serve = state
+    metrics = state.metrics if state is not None else Metrics()
+    max_body = state.config.max_body_bytes if state is not None else 1_048_576
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    _install_error_handlers(app)
+    _routes(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = exc.errors()
+        first = errs[0] if errs else {"loc": (), "msg": "invalid request"}
+        loc = [str(p) for p in first.get("loc", ())]
+        field = ".".join(loc) if loc else None
+        more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+        msg = str(first.get("msg", "invalid"))
+        message = f"{field}: {msg}{more}" if field else msg
+        return error_response(422, message, field)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(
+            exc.status_code, str(exc.detail), getattr(exc, "field", None), headers
+        )
+
+    @app.exception_handler(errors.CrossrecError)
+    async def crossrec_error(request: Request, exc: errors.CrossrecError) -> JSONResponse:
+        status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
+        if status >= 500:
+            log.error("%s %s: %s", request.method, request.url.path, exc)
+        return error_response(status, str(exc))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return error_response(500, "internal error; see the server log")
+
+
+def _routes(app: FastAPI) -> None:
+    base = "/v1/platforms/{platform}"
+    account_path = base + "/accounts/{account}"
+
+    @app.get("/healthz", response_model=s.Health, tags=["service"])
+    def healthz() -> dict[str, Any]:
+        """The process is up (no token needed)."""
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        response_model=s.Ready,
+        tags=["service"],
+        responses={503: {"model": s.Ready, "description": "Not ready."}},
+    )
+    def readyz(request: Request) -> Any:
+        """Ready to serve: a model is loaded and the store is open (no token needed)."""
+        state = _state(request)
+        model = state.model
+        store_ok = True
+        try:
+            state.reader().store.count("meta")
+        except Exception:
+            store_ok = False
+        ready = model is not None and store_ok
+        doc = {
+            "status": "ready" if ready else "not ready",
+            "model_version": model.version if model else None,
+            "store": store_ok,
+        }
+        return doc if ready else JSONResponse(doc, status_code=503)
+
+    @app.get(
+        "/metrics",
+        tags=["service"],
+        response_class=Response,
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+            **_ERRORS,
+        },
+    )
+    def metrics(request: Request, token: ReadToken) -> Response:
+        """Prometheus metrics (text exposition format)."""
+        m = _state(request).metrics
+        return Response(m.render(), media_type=m.content_type)
+
+    @app.post(
+        base + "/events",
+        response_model=s.IngestResult,
+        tags=["events"],
+        responses={
+            413: {"model": s.ErrorBody, "description": "Body or batch too large."},
+            400: {"model": s.ErrorBody, "description": "Body is not JSON."},
+            **_ERRORS,
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"type": "array", "items": s.EventRecord.model_json_schema()}
+                    }
+                },
+            }
+        },
+    )
+    async def post_events(platform: Platform, request: Request, token: WriteToken) -> Any:
+        """Ingest a JSON array of events; the accounts they touch are updated online."""
+        state = _state(request)
+        records = parse_events(await request.body(), state.config.max_batch)
+        summary = await run_in_threadpool(
+            state.ingest, platform, records, source=f"http:{token.id}"
+        )
+        return {
+            "accepted": summary.accepted,
+            "quarantined": summary.quarantined,
+            "duplicates": summary.duplicates,
+        }
+
+    @app.get(
+        account_path + "/recommendations",
+        response_model=s.Recommendations,
+        tags=["accounts"],
+        responses={**_ERRORS, **_NOT_FOUND, **_NO_MODEL},
+    )
+    def recommendations(
+        platform: Platform, account: Account, request: Request, token: ReadToken, k: K = 10
+    ) -> Any:
+        """Top-k items on the platform with a reason each; an account the store does not
+        know gets the anonymous (popular items) list, never an error."""
+        from crossrec.recommend.service import recommend_json
+
+        state = _state(request)
+        model = state.require_model()  # this request keeps this model to the end
+        doc = recommend_json(state.reader(), platform, account, k, rec=model.recommender)
+        for item in doc["items"]:  # type: ignore[attr-defined]
+            item["score"] = _finite(float(item["score"]))
+        return doc
+
+    @app.get(
+        account_path + "/links",
+        response_model=s.PersonLinks,
+        tags=["accounts"],
+        responses={**_ERRORS, **_NOT_FOUND},
+    )
+    def links(platform: Platform, account: Account, request: Request, token: ReadToken) -> Any:
+        """The account's person: every linked account with how and why it is linked."""
+        from crossrec.link.query import person_links
+
+        return person_links(_state(request).reader(), platform, account)
+
+    @app.get(
+        account_path + "/similar",
+        response_model=s.SimilarAccounts,
+        tags=["accounts"],
+        responses={**_ERRORS, **_NOT_FOUND, **_NO_MODEL},
+    )
+    def similar(
+        platform: Platform,
+        account: Account,
+        request: Request,
+        token: ReadToken,
+        on: Annotated[str, Query(pattern=PLATFORM_PATTERN, description="Platform to search.")],
+        k: K = 10,
+    ) -> Any:
+        """The k most similar accounts (other people) on platform ``on``."""
+        from crossrec.link.query import similar_accounts
+
+        return similar_accounts(_state(request).reader(), platform, account, on, k)
+
+    @app.get(
+        account_path + "/profile",
+        response_model=s.AccountProfile,
+        tags=["accounts"],
+        responses={**_ERRORS, **_NOT_FOUND},
+    )
+    def profile(platform: Platform, account: Account, request: Request, token: ReadToken) -> Any:
+        """What the store and the served model know of the account."""
+        from crossrec.serve.profile import account_profile
+
+        state = _state(request)
+        model = state.model
+        return account_profile(
+            state.reader(), platform, account, model.recommender if model else None
+        )
+
+    @app.delete(
+        account_path,
+        response_model=s.Erased,
+        tags=["accounts"],
+        responses={**_ERRORS, **_NOT_FOUND},
+    )
+    def erase(
+        platform: Platform,
+        account: Account,
+        request: Request,
+        token: WriteToken,
+        scope: Annotated[
+            str,
+            Query(
+                pattern="^(account|person)$",
+                description="`account` erases this account; `person` every linked account.",
+            ),
+        ] = "account",
+    ) -> Any:
+        """Erase the account (or its whole person) from the store and the served model."""
+        result = _state(request).forget(platform, account, person=scope == "person")
+        return {
+            "deleted_until": str(result["deleted_until"]),
+            "accounts": len(result.get("accounts", [])),
+        }

@@ -1,0 +1,285 @@
+"""What the HTTP service holds while it runs: the workspace, the loaded model, the writer.
+
+Concurrency, in one place:
+
+* **Reads** (recommendations, links, similar, profile) run on request threads, each with its
+  own :meth:`Workspace.reader` view (a DuckDB cursor): they see committed data and never wait
+  on a write.
+* **Writes** (event ingest, erasure) and the online updates that follow them hold one lock and
+  use the workspace's own connection, so store transactions never interleave.
+* **The model** is one reference to an immutable-once-built :class:`Loaded`. A background
+  thread polls ``models/CURRENT`` every ``serve.model_poll_seconds``; a new version is loaded
+  completely off to the side, the accounts updated online or erased since that version's data
+  was read are brought up to date on it, and then the reference is swapped. A request reads
+  the reference once and keeps that object, so it never sees half of one model and half of
+  another.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from crossrec.errors import ModelError
+from crossrec.models import ModelRegistry
+from crossrec.serve.auth import TokenBook
+from crossrec.serve.limits import RateLimiter
+from crossrec.serve.metrics import Metrics
+
+if TYPE_CHECKING:
+    from crossrec.ingest.records import RecordSummary
+    from crossrec.recommend import Recommender
+    from crossrec.workspace import Workspace
+
+log = logging.getLogger("crossrec.serve")
+
+AccountKey = tuple[str, str]  # (platform, account pseudonym)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A model version as served.
+
+    Attributes
+    ----------
+    version : the model version (``v0003``).
+    recommender : the Recommender over it (account state is updated online in place).
+    data_from : epoch seconds before which every store change is inside the model (its
+        training started later); changes after it are replayed on a swap.
+    """
+
+    version: str
+    recommender: Recommender
+    data_from: float
+    view: Workspace
+
+
+class ServeState:
+    """The service's workspace, token book, rate limiter, metrics and current model."""
+
+    def __init__(self, ws: Workspace, *, poll_seconds: float | None = None) -> None:
+        cfg = ws.config.serve
+        self.ws = ws
+        self.config = cfg
+        self.poll_seconds = poll_seconds if poll_seconds is not None else cfg.model_poll_seconds
+        self.registry = ModelRegistry(ws.models_dir)
+        self.tokens = TokenBook(ws.store)
+        self.limiter = RateLimiter(cfg.rate_limit_per_second, cfg.rate_limit_burst)
+        self._newest_event: float | None = None
+        self.metrics = Metrics(newest_event_time=lambda: self._newest_event)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._views: list[Workspace] = []
+        self._views_lock = threading.Lock()
+        self._model: Loaded | None = None
+        self.model_error: str | None = None
+        self._failed_version: str | None = None
+        # accounts changed since the served model's data was read: replayed on a swap
+        self._touched: dict[AccountKey, float] = {}
+        self._erased: dict[AccountKey, float] = {}
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self.started_at = time.time()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self, *, poll: bool = True) -> None:
+        """Load the current model (if any) and start watching for new ones."""
+        self.check_model()
+        if poll and self._poller is None:
+            self._stop.clear()
+            self._poller = threading.Thread(
+                target=self._poll, name="crossrec-model-poll", daemon=True
+            )
+            self._poller.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=10)
+            self._poller = None
+        with self._views_lock:
+            for view in self._views:
+                view.close()
+            self._views.clear()
+        model, self._model = self._model, None
+        if model is not None:
+            model.view.close()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.check_model()
+            except Exception:  # a broken new version must not stop the service
+                log.exception("checking for a new model failed")
+
+    # -- reads ---------------------------------------------------------------------------------
+    def reader(self) -> Workspace:
+        """This thread's read view of the workspace (made on first use)."""
+        view: Workspace | None = getattr(self._local, "view", None)
+        if view is None:
+            view = self.ws.reader()
+            self._local.view = view
+            with self._views_lock:
+                self._views.append(view)
+        return view
+
+    @property
+    def model(self) -> Loaded | None:
+        return self._model
+
+    def require_model(self) -> Loaded:
+        """The served model, or ModelError when none is loaded (503 to a client)."""
+        model = self._model
+        if model is None:
+            raise ModelError(
+                "no model is loaded" + (f": {self.model_error}" if self.model_error else ""),
+                hint="run `crossrec train` on the workspace; the service picks it up",
+            )
+        return model
+
+    @property
+    def newest_event_time(self) -> float | None:
+        return self._newest_event
+
+    # -- model swap ----------------------------------------------------------------------------
+    def check_model(self) -> bool:
+        """Load and swap in ``models/CURRENT`` if it is not the version served; True if
+        swapped. Loading happens outside every lock: requests go on meanwhile."""
+        from crossrec.recommend import Recommender
+
+        version = self.registry.current()
+        current = self._model
+        if version is None or version == self._failed_version:
+            return False
+        if current is not None and current.version == version:
+            return False
+        started = time.time()
+        # its own cursor: the recommender reads the store during online updates
+        view = self.ws.reader()
+        try:
+            recommender = Recommender.load(view, version)
+        except Exception as exc:  # keep serving the previous model (or none)
+            view.close()
+            self._failed_version = version
+            self.model_error = f"model {version} failed to load: {exc}"
+            log.error(self.model_error)
+            return False
+        loaded = Loaded(version, recommender, self._data_from(version, started), view)
+        with self._write_lock:
+            self._replay(loaded)
+            self._model = loaded
+            self.model_error = None
+            if current is not None:
+                # only online updates (under this lock) use the old model's store
+                current.view.close()
+        self.metrics.set_model(version)
+        if current is not None:
+            self.metrics.model_swaps.inc()
+        log.info("serving model %s (loaded in %.1f s)", version, time.time() - started)
+        return True
+
+    def _data_from(self, version: str, fallback: float) -> float:
+        """When the version's training read the store: created_at minus its seconds."""
+        try:
+            meta = self.registry.metadata(version)
+            created = datetime.fromisoformat(meta["created_at"]).timestamp()
+            # created_at is rounded to the second: one more second of margin
+            return created - float(meta.get("seconds", 0.0)) - 1.0
+        except (ModelError, KeyError, TypeError, ValueError):
+            return fallback if self._model is None else 0.0
+
+    def _replay(self, loaded: Loaded) -> None:
+        """Bring accounts changed since ``loaded``'s data was read up to date on it."""
+        for key, at in list(self._erased.items()):
+            if at < loaded.data_from:
+                del self._erased[key]
+        if self._erased:
+            loaded.recommender.forget(sorted(self._erased))
+        for key, at in list(self._touched.items()):
+            if at < loaded.data_from:
+                del self._touched[key]
+            elif key not in self._erased:
+                loaded.recommender.update_account(*key)
+
+    # -- writes --------------------------------------------------------------------------------
+    def ingest(self, platform: str, records: list[dict[str, Any]], *, source: str) -> RecordSummary:
+        """Store events (one transaction), then update the touched accounts online."""
+        with self._write_lock:
+            summary = self.ws.ingest_records(platform, records, source=source)
+            self.metrics.events.labels(platform).inc(summary.accepted)
+            self.metrics.quarantined.labels(platform).inc(summary.quarantined)
+            if summary.accepted:
+                self.apply_events(platform, list(summary.accounts))
+                newest = _newest_time(records)
+                if newest is not None and (
+                    self._newest_event is None or newest > self._newest_event
+                ):
+                    self._newest_event = newest
+        return summary
+
+    def apply_events(self, platform: str, accounts: list[str]) -> None:
+        """The online update after new events of ``accounts`` (pseudonyms) were committed.
+
+        The one hook for everything that follows new events (fresh vectors now; link
+        re-scoring belongs here too). Called with the write lock held.
+        """
+        model = self._model
+        now = time.time()
+        for account in accounts:
+            self._touched[(platform, account)] = now
+            self._erased.pop((platform, account), None)
+            if model is not None:
+                model.recommender.update_account(platform, account)
+        self.metrics.online_updates.inc(len(accounts))
+
+    def forget(self, platform: str, raw_id: str, *, person: bool = False) -> dict[str, Any]:
+        """Erase an account (or its whole person) and every cached trace of it."""
+        with self._write_lock:
+            forget = getattr(self.ws, "forget", None)
+            if forget is None:
+                raise ModelError("erasure is not available in this build")
+            result: dict[str, Any] = forget(platform, raw_id, person=person)
+            accounts = [(str(p), str(a)) for p, a in result.get("accounts", [])]
+            now = time.time()
+            for key in accounts:
+                self._touched.pop(key, None)
+                self._erased[key] = now
+            model = self._model
+            if model is not None and accounts:
+                model.recommender.forget(accounts)
+        # read views may hold a finished transaction's snapshot: nothing cached there
+        return result
+
+
+def _newest_time(records: list[dict[str, Any]]) -> float | None:
+    """Epoch seconds of the newest timestamp in ``records`` that is not in the future
+    (ISO-8601 text or epoch seconds; others are left to ingest validation)."""
+    now = time.time()
+    newest: float | None = None
+    for r in records:
+        t = _epoch(r.get("timestamp"))
+        if t is not None and t <= now + 1.0 and (newest is None or t > newest):
+            newest = t
+    return newest
+
+
+def _epoch(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value) / 1000.0 if value > 1e11 else float(value)  # ms or s
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if dt.tzinfo is None:
+            from datetime import UTC
+
+            dt = dt.replace(tzinfo=UTC)
+        return dt.timestamp()
+    return None
