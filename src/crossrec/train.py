@@ -77,6 +77,10 @@ def train(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str, A
     metrics["index"] = _build_indexes(ws, profiles, out, hook)
     _timed(metrics, "index", t)
 
+    t = time.perf_counter()
+    metrics["recommend"] = _tune_recommender(ws, events, out, hook)
+    _timed(metrics, "recommend", t)
+
     platforms = sorted(set(profiles.platform.tolist()))
     metadata = {
         "version": version,
@@ -265,3 +269,31 @@ def _build_indexes(
             task.advance()
     task.done()
     return report
+
+
+def _tune_recommender(
+    ws: Workspace, events: pa.Table, out: Path, hook: ProgressHook
+) -> dict[str, Any]:
+    """Blend weights of the recommender, tuned on validation accounts of the training data
+    (known links only: asserted links come later, from ``crossrec link``)."""
+    from crossrec.recommend.parts import RecommendParts, read_links
+    from crossrec.recommend.validation import tune_blend
+    from crossrec.represent.sequence import SequenceEncoder
+
+    parts = RecommendParts.load(out, ws.store)
+    parts.links = read_links(ws.store, known_only=True)
+    anchors: set[tuple[str, str]] = set()
+    anchor_file = out / "sequence" / ANCHORS_FILE
+    if anchor_file.is_file():
+        for side_a, side_b in json.loads(anchor_file.read_text("utf-8")):
+            anchors.update({(side_a[0], side_a[1]), (side_b[0], side_b[1])})
+    encoder = SequenceEncoder.load(out / "sequence") if (out / "sequence").is_dir() else None
+    return tune_blend(
+        parts,
+        events,
+        ws.config.train,
+        encoder=encoder,
+        anchors=anchors,
+        out=out / "recommend",
+        progress=hook,
+    )

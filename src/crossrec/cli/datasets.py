@@ -214,3 +214,56 @@ def register(app: typer.Typer) -> None:
         with rich_progress() as progress:
             summary = generate_synthetic(out, config, progress=progress)
         _report(out, summary, json_out)
+
+    @group.command("holdout")
+    def holdout(
+        source: Annotated[
+            Path, typer.Option("--from", help="A folder made by `datasets movielens|douban`.")
+        ],
+        out: OutOpt,
+        platform: Annotated[
+            str, typer.Option("--platform", help="The platform whose interactions are split.")
+        ],
+        cold_fraction: Annotated[
+            float,
+            typer.Option(
+                "--cold-fraction",
+                help="Fraction of known-linked accounts whose whole history is the cold test.",
+            ),
+        ] = 0.5,
+        warm_fraction: Annotated[
+            float,
+            typer.Option(
+                "--warm-fraction", help="Per other account, the fraction of interactions held out."
+            ),
+        ] = 0.2,
+        min_warm: Annotated[
+            int, typer.Option("--min-warm", help="Only accounts with this many interactions.")
+        ] = 5,
+        seed: SeedOpt = 42,
+        force: ForceOpt = False,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Hold a platform's interactions out as recommendation tests (test_cold.csv for
+        accounts new to it, test_warm.csv for a per-account split)."""
+        from crossrec.datasets.holdout import build_holdout
+
+        _prepare_out(out, force)
+        summary = build_holdout(
+            source,
+            out,
+            platform,
+            cold_fraction=cold_fraction,
+            warm_fraction=warm_fraction,
+            min_warm=min_warm,
+            seed=seed,
+        )
+        err.print(
+            f"{out / platform}: ingest events.csv ({summary['ingested_interactions']:,}); "
+            f"test_cold.csv: {summary['cold_accounts']:,} accounts, "
+            f"{summary['cold_interactions']:,} interactions; test_warm.csv: "
+            f"{summary['warm_accounts']:,} accounts, {summary['warm_interactions']:,} interactions",
+            highlight=False,
+        )
+        if json_out:
+            print_json({"out": str(out), **summary})

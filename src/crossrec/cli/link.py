@@ -18,6 +18,10 @@ def _fmt(v: Any) -> str:
     return "—" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+#: ``crossrec evaluate ...``; other command modules add their evaluations to it.
+EVALUATE = new_app("Evaluate linkage and recommendation against held-out truth.")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def link(workspace: WorkspaceOpt = Path("."), json_out: JsonOpt = False) -> None:
@@ -97,7 +101,7 @@ def register(app: typer.Typer) -> None:
             table.add_row(s["account"], f"{s['similarity']:.3f}", ", ".join(s["top_categories"]))
         out.print(table)
 
-    evaluate = new_app("Evaluate linkage and recommendation against held-out truth.")
+    evaluate = EVALUATE
     app.add_typer(evaluate, name="evaluate")
 
     @evaluate.command("link")

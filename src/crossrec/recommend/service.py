@@ -1,0 +1,224 @@
+"""``Recommender``: personal recommendations on one platform from behaviour on every platform.
+
+>>> rec = Recommender.load(ws)                                  # doctest: +SKIP
+>>> rec.recommend("music", ws.account_id("music", "u17"), k=10)  # doctest: +SKIP
+[Recommendation(item='m42', score=3.1, reason='your linked book account rated “Dune”'), ...]
+
+An account with history on the platform is served by the *warm* blend, one known only through
+its linked accounts by the *cold* blend, and one with nothing at all gets popular items
+(the *anonymous* blend). Seen items are removed and the item filter applied before the top k.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+from crossrec.errors import InputError
+from crossrec.recommend.blend import BlendWeights, blend
+from crossrec.recommend.components import Maps, Query, component_scores, fit_maps
+from crossrec.recommend.parts import RecommendParts, read_links
+from crossrec.recommend.reasons import explain
+
+if TYPE_CHECKING:
+    from crossrec.config import RecommendConfig
+    from crossrec.represent.sequence import SequenceEncoder
+    from crossrec.store.base import Store
+    from crossrec.workspace import Workspace
+
+#: ``item_filter(platform, item_ids) -> keep mask``: availability, category, business rules.
+ItemFilter = Callable[[str, np.ndarray], np.ndarray]
+
+
+class Recommendation(NamedTuple):
+    item: str
+    score: float
+    reason: str
+
+
+class Scored(NamedTuple):
+    """A query's blended scores over the platform's catalogue, before filtering."""
+
+    query: Query
+    total: np.ndarray
+    contributions: np.ndarray
+    names: list[str]
+
+
+class Recommender:
+    """Blends the components of :mod:`crossrec.recommend.components` with tuned weights."""
+
+    def __init__(
+        self,
+        parts: RecommendParts,
+        weights: BlendWeights,
+        *,
+        maps: Maps | None = None,
+        encoder: SequenceEncoder | None = None,
+        config: RecommendConfig | None = None,
+        store: Store | None = None,
+    ) -> None:
+        self.parts = parts
+        self.weights = weights
+        self.maps = maps if maps is not None else fit_maps(parts)
+        self.encoder = encoder
+        self.config = config
+        self.store = store
+        self._own: dict[tuple[str, str], tuple[np.ndarray | None, np.ndarray | None]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def model_version(self) -> str:
+        return self.parts.version
+
+    @classmethod
+    def load(cls, ws: Workspace, version: str | None = None) -> Recommender:
+        """The recommender of a model version (default: the current one)."""
+        from crossrec.models import ModelRegistry
+
+        model_dir = ModelRegistry(ws.models_dir).path(version)
+        parts = RecommendParts.load(model_dir, ws.store)
+        encoder = None
+        if (model_dir / "sequence").is_dir():
+            from crossrec.represent.sequence import SequenceEncoder
+
+            encoder = SequenceEncoder.load(model_dir / "sequence")
+        weights = BlendWeights.load(model_dir / "recommend")
+        return cls(parts, weights, encoder=encoder, config=ws.config.recommend, store=ws.store)
+
+    # -- scoring -----------------------------------------------------------------------------
+    def query(self, platform: str, account: str | None) -> Query:
+        """What is known of ``account`` (a pseudonym; None for an anonymous visitor)."""
+        p = self.parts.platform(platform)
+        if account is None:
+            return Query(platform=platform)
+        own_cf, own_seq = self._own.get((platform, account), (None, None))
+        prow = self.parts.profiles.row(platform, account)
+        if (platform, account) not in self._own:
+            row = p.row(account)
+            own_cf = p.cf.user_factors[row] if row is not None else None
+            if prow is not None and row is not None and self.parts.profiles.sequence.shape[1]:
+                own_seq = self.parts.profiles.sequence[prow]
+        seen, _ = p.history(account)
+        return Query(
+            platform=platform,
+            own_cf=own_cf,
+            own_seq=own_seq,
+            seen=seen.astype(np.int64),
+            linked=self.parts.linked(platform, account),
+            exclude_rows=frozenset({prow} if prow is not None else ()),
+        )
+
+    def score(self, query: Query) -> Scored:
+        comps = component_scores(self.parts, query, self.maps)
+        weights = self.weights.of(query.platform, query.regime)
+        total, contributions, names = blend(comps, weights)
+        return Scored(query, total, contributions, names)
+
+    def recommend(
+        self,
+        platform: str,
+        account: str | None,
+        k: int | None = None,
+        *,
+        item_filter: ItemFilter | None = None,
+    ) -> list[Recommendation]:
+        """The top ``k`` items of ``platform`` for ``account`` (pseudonym or None), each with
+        its score and reason; seen items and items the filter rejects are left out."""
+        k = k if k is not None else (self.config.k if self.config else 10)
+        if k < 1:
+            raise InputError(f"k must be at least 1, got {k}")
+        scored = self.score(self.query(platform, account))
+        p = self.parts.platform(platform)
+        allowed = np.ones(p.n_items, bool)
+        allowed[scored.query.seen] = False
+        if item_filter is not None:
+            allowed &= np.asarray(item_filter(platform, p.matrix.items), dtype=bool)
+        cand = np.flatnonzero(allowed)
+        if len(cand) == 0:
+            return []
+        m = min(k, len(cand))
+        top = cand[np.argpartition(-scored.total[cand], m - 1)[:m]]
+        top = top[np.lexsort((top, -scored.total[top]))]
+        anonymous = scored.query.regime == "anonymous"
+        out = []
+        for col in top.tolist():
+            driver = scored.names[int(np.argmax(scored.contributions[:, col]))]
+            reason = explain(self.parts, scored.query, driver, col, anonymous=anonymous)
+            out.append(Recommendation(str(p.matrix.items[col]), float(scored.total[col]), reason))
+        return out
+
+    # -- online updates ----------------------------------------------------------------------
+    def update_account(self, platform: str, account: str) -> None:
+        """Refresh one account after new events: its history, CF vector (fold-in) and sequence
+        vector are recomputed from its events in the store, without retraining."""
+        if self.store is None:
+            raise InputError("this recommender was built without a store to read events from")
+        p = self.parts.platforms.get(platform)
+        if p is None:
+            return  # a platform new since training: served by the next model version
+        events = self.store.account_events(
+            platform, account, columns=["account", "item", "event_type", "value", "ts", "seq"]
+        )
+        if events.num_rows == 0:
+            with self._lock:
+                p.updated.pop(account, None)
+                self._own.pop((platform, account), None)
+            return
+        cols, conf = p.matrix.encode_account(events)
+        cf_vec = p.cf.fold_in(cols, conf) if len(cols) else None
+        seq_vec = None
+        if self.encoder is not None and self.parts.profiles.sequence.shape[1]:
+            seq_vec = self.encoder.encode_account(platform, events)
+        with self._lock:
+            p.updated[account] = (cols.astype(np.int32), conf.astype(np.float32))
+            self._own[(platform, account)] = (cf_vec, seq_vec)
+            prow = self.parts.profiles.row(platform, account)
+            index = self.parts.seq_index.get(platform)
+            if seq_vec is not None and prow is not None and index is not None:
+                index.upsert(seq_vec[None, :], np.asarray([prow], np.int64))
+
+    def refresh_links(self) -> None:
+        """Re-read known and asserted links from the store (after ``crossrec link`` or new
+        known links)."""
+        if self.store is not None:
+            links = read_links(self.store)
+            with self._lock:
+                self.parts.links = links
+
+    def forget(self, accounts: list[tuple[str, str]]) -> None:
+        """Drop every cached trace of erased accounts (their own vectors, history, links)."""
+        with self._lock:
+            for platform, account in accounts:
+                self._own[(platform, account)] = (None, None)
+                p = self.parts.platforms.get(platform)
+                if p is not None:
+                    p.updated[account] = (np.zeros(0, np.int32), np.zeros(0, np.float32))
+                self.parts.links.pop((platform, account), None)
+            erased = set(map(tuple, accounts))
+            for key, linked in list(self.parts.links.items()):
+                kept = [entry for entry in linked if (entry[0], entry[1]) not in erased]
+                if len(kept) != len(linked):
+                    self.parts.links[key] = kept
+
+
+def recommend_json(
+    ws: Workspace, platform: str, raw_id: str, k: int = 10, *, rec: Recommender | None = None
+) -> dict[str, object]:
+    """``Workspace.recommend``: the contract's JSON document for a raw account id."""
+    from crossrec.ingest.pipeline import check_platform
+
+    check_platform(platform)
+    rec = rec or Recommender.load(ws)
+    account = ws.account_id(platform, raw_id)
+    known = ws.store.has_account(platform, account) or bool(rec.parts.linked(platform, account))
+    items = rec.recommend(platform, account if known else None, k)
+    return {
+        "platform": platform,
+        "account": raw_id,
+        "items": [r._asdict() for r in items],
+        "model_version": rec.model_version,
+    }
