@@ -180,6 +180,35 @@ class VectorIndex(ABC):
         if vectors is not None:
             self._add(np.ascontiguousarray(vectors, dtype=np.float32), ids)
 
+    def erase(self, ids: np.ndarray, *, relabel: np.ndarray | None = None) -> int:
+        """Remove vectors for good: unlike :meth:`remove`, the index is always compacted, so
+        neither the faiss structure nor a saved file keeps them. Absent ids are ignored.
+
+        Parameters
+        ----------
+        ids : np.ndarray, shape (e,)
+        relabel : np.ndarray, shape (m,), int, optional
+            For integer ids: the new id of each old id (``relabel[old]``), e.g. the row map of
+            :meth:`crossrec.represent.profiles.AccountProfiles.erase` when the ids are profile
+            rows that moved up.
+
+        Returns
+        -------
+        int
+            Vectors removed.
+        """
+        removed = self.remove(ids, missing_ok=True)
+        if len(self._live) > len(self):  # remove() may have compacted already
+            self.compact()
+        if relabel is not None and len(self._ids):
+            if self._ids.dtype.kind not in "iu":
+                raise InputError("relabel applies to integer ids only")
+            new = np.asarray(relabel, dtype=np.int64)[self._ids]
+            if (new < 0).any():
+                raise InputError("relabel maps a live id to a negative id; erase it instead")
+            self._ids, self._position = new, None
+        return removed
+
     def _reset(self) -> None:
         self._faiss = self._new_faiss()
         self._ids = np.empty(0, dtype=np.int64)

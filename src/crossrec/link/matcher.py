@@ -150,6 +150,7 @@ class Matcher:
         seed: int,
         calibration_fraction: float = 0.3,
         feature_names: list[str] | None = None,
+        partners: np.ndarray | None = None,
     ) -> Matcher:
         """Train on candidate pairs labelled by known links.
 
@@ -167,6 +168,9 @@ class Matcher:
             Share of source accounts held out for calibration and threshold selection.
         feature_names : list of str, optional
             Names of the F signals (reported by :meth:`feature_importance`).
+        partners : (n,) int, optional
+            The candidate account row of each pair; kept so that :meth:`erase` can drop every
+            pair of an erased account, not only those it is the source of.
 
         Returns
         -------
@@ -194,6 +198,8 @@ class Matcher:
         n_pos = int(y.sum())
         reason = _unsupervised_reason(n_pos, y, heldout, self.min_links)
         self._arrays = {"X": X, "y": y, "groups": groups, "heldout": heldout, "rows": rows}
+        if partners is not None:
+            self._arrays["partners"] = np.asarray(partners, dtype=np.int64).ravel()[rows]
         if reason:
             self._fit_unsupervised(X, reason)
         else:
@@ -332,6 +338,48 @@ class Matcher:
             result[name] = float(np.mean(drops))
         return result
 
+    # -- erasure ---------------------------------------------------------------------------------
+    def erase(self, rows: np.ndarray, *, relabel: np.ndarray | None = None) -> int:
+        """Forget the training pairs of erased accounts and refit on the rest (same seed,
+        same held-out split), so neither the saved pairs nor the classifier keep them.
+
+        Parameters
+        ----------
+        rows : (e,) int
+            Account rows (the ``groups`` / ``partners`` numbering) to forget. A matcher saved
+            without ``partners`` can only drop the pairs these accounts are the source of.
+        relabel : (m,) int, optional
+            New row of each old row (-1 for erased ones), when the account rows moved up.
+
+        Returns
+        -------
+        int
+            Training pairs removed.
+        """
+        if self.mode is None:
+            raise ModelError("the matcher is not fitted; call fit() or Matcher.load()")
+        arrays = self._arrays
+        gone = np.isin(arrays["groups"], rows)
+        if "partners" in arrays:
+            gone |= np.isin(arrays["partners"], rows)
+        keep = ~gone
+        for key in ("X", "y", "groups", "heldout", "rows", "partners"):
+            if key in arrays:
+                arrays[key] = arrays[key][keep]
+        if relabel is not None:
+            relabel = np.asarray(relabel, dtype=np.int64)
+            for key in ("groups", "partners"):
+                if key in arrays and arrays[key].size:
+                    arrays[key] = relabel[arrays[key]]
+        X, y, groups, heldout = arrays["X"], arrays["y"], arrays["groups"], arrays["heldout"]
+        reason = _unsupervised_reason(int(y.sum()), y, heldout, self.min_links)
+        arrays.pop("heldout_raw", None)
+        if reason:
+            self._fit_unsupervised(X, reason)
+        else:
+            self._fit_supervised(X, y, groups, heldout)
+        return int(gone.sum())
+
     # -- persistence -----------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Write ``matcher.json`` and ``matcher.npz`` into ``directory`` (created if needed)."""
@@ -396,6 +444,8 @@ class Matcher:
         m.feature_names, m.default_threshold = meta["feature_names"], meta["default_threshold"]
         m.metrics = meta["metrics"]
         m._arrays = {k: arrays[k] for k in ("X", "y", "groups", "heldout", "rows")}
+        if "partners" in arrays:  # matchers saved before partners were kept lack them
+            m._arrays["partners"] = arrays["partners"]
         if m.mode == "unsupervised":
             m._arrays.update(grid=arrays["grid"], combined_grid=arrays["combined_grid"])
             return m

@@ -129,6 +129,7 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
             train.src,
             seed=cfg.train.seed,
             feature_names=[n for n, u in zip(m_names, used, strict=True) if u],
+            partners=train.dst,
         )
         prob = matcher.predict_proba(Xm[:, used])
     ident = X[:, names.index("identifiers_equal")]

@@ -366,6 +366,39 @@ class CFModel:
         self._seen_updates[account_index] = np.unique(np.asarray(item_indices, dtype=np.int32))
         return vector
 
+    def erase(self, account_indices: np.ndarray) -> None:
+        """Drop the rows of these accounts (their factors and seen items), in place.
+
+        The rows after an erased one move up, as in
+        :meth:`crossrec.represent.interactions.InteractionMatrix.erase`, which gives the rows.
+        Item factors are kept.
+
+        Parameters
+        ----------
+        account_indices : np.ndarray, shape (e,), int
+            Rows in ``[0, n_accounts)``.
+        """
+        model = self._require()
+        rows = np.unique(np.asarray(account_indices, dtype=np.int64))
+        for r in rows.tolist():
+            self._check_account(r)
+        if not len(rows):
+            return
+        keep = np.ones(self.n_accounts, dtype=bool)
+        keep[rows] = False
+        seen = [self.seen(u) for u in np.flatnonzero(keep).tolist()]
+        model.user_factors = np.ascontiguousarray(model.user_factors[keep])
+        model._user_norms = None  # implicit caches norms and XtX derived from user factors
+        if hasattr(model, "_XtX"):
+            model._XtX = None
+        indptr = np.zeros(len(seen) + 1, dtype=np.int64)
+        np.cumsum([len(s) for s in seen], out=indptr[1:])
+        self._seen_indptr = indptr
+        self._seen_indices = (
+            np.concatenate(seen).astype(np.int32) if seen else np.empty(0, dtype=np.int32)
+        )
+        self._seen_updates = {}
+
     # -- persistence -------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
         """Write ``cf.json``, ``user_factors.npy``, ``item_factors.npy`` and ``seen.npz``."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,6 +196,30 @@ class InteractionMatrix:
         sums = np.bincount(item_indices, weights=conf[known], minlength=len(self.items))
         out = np.flatnonzero(sums)
         return out.astype(np.int32), sums[out].astype(np.float32)
+
+    def erase(self, accounts: Iterable[str]) -> tuple[InteractionMatrix, np.ndarray]:
+        """The matrix without the rows of ``accounts`` (pseudonyms; absent ones are ignored).
+
+        Rows stay sorted; the CF model's user factors must drop the same rows
+        (:meth:`crossrec.represent.cf.CFModel.erase`). Items and the weighting are kept.
+
+        Returns
+        -------
+        matrix : InteractionMatrix
+            ``(n_accounts - e, n_items)``.
+        erased_rows : np.ndarray, shape (e,), int64
+            Old rows removed, ascending.
+        """
+        wanted = np.asarray(sorted(set(accounts)), dtype=str)
+        erased_rows = np.flatnonzero(np.isin(self.accounts, wanted)).astype(np.int64)
+        keep = np.ones(len(self.accounts), dtype=bool)
+        keep[erased_rows] = False
+        matrix = self.matrix[keep]
+        matrix.sort_indices()
+        out = InteractionMatrix(
+            self.platform, matrix, self.accounts[keep], self.items, self.weighting
+        )
+        return out, erased_rows
 
     def save(self, directory: str | Path) -> None:
         """Write the index maps (.npy), the matrix (.npz) and the weighting (JSON)."""

@@ -9,7 +9,7 @@ its active days and its top categories. Saved as .npy/.npz and JSON, never pickl
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +71,49 @@ class AccountProfiles:
 
     def rows_of(self, platform: str) -> np.ndarray:
         return np.flatnonzero(self.platform == platform)
+
+    def erase(self, keys: Iterable[tuple[str, str]]) -> tuple[AccountProfiles, np.ndarray]:
+        """The profiles without the accounts ``keys`` (``(platform, account)`` pairs).
+
+        Rows stay sorted by (platform, account), so the rows after an erased one move up:
+        whatever stores profile rows (vector index ids, candidate pairs) must be renumbered
+        with the returned map.
+
+        Returns
+        -------
+        profiles : AccountProfiles
+            ``n - e`` rows, ``e`` being the number of ``keys`` present.
+        row_map : np.ndarray, shape (n,), int64
+            New row of each old row; -1 for an erased one.
+        """
+        drop = np.zeros(len(self), dtype=bool)
+        for platform, account in keys:
+            row = self.row(platform, account)
+            if row is not None:
+                drop[row] = True
+        keep = np.flatnonzero(~drop)
+        row_map = np.full(len(self), -1, dtype=np.int64)
+        row_map[keep] = np.arange(len(keep))
+
+        def rows(a: np.ndarray) -> np.ndarray:
+            return a[keep] if len(a) == len(self) else a  # absent optional arrays stay empty
+
+        erased = AccountProfiles(
+            platform=self.platform[keep],
+            account=self.account[keep],
+            cf=self.cf[keep],
+            sequence=self.sequence[keep],
+            text=self.text[keep],
+            has_text=self.has_text[keep],
+            rhythm=self.rhythm[keep],
+            has_rhythm=self.has_rhythm[keep],
+            active_days=self.active_days[keep],
+            events=self.events[keep],
+            top_categories=[self.top_categories[i] for i in keep.tolist()],
+            values=rows(self.values),
+            has_values=rows(self.has_values),
+        )
+        return erased, row_map
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
