@@ -22,6 +22,9 @@ def _register() -> None:
     from crossrec.cli import report
 
     report.register(app)
+    from crossrec.cli import forget
+
+    forget.register(app)
     from crossrec.cli import recommend
 
     recommend.register(app)
