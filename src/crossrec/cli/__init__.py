@@ -28,6 +28,9 @@ def _register() -> None:
     from crossrec.cli import recommend
 
     recommend.register(app)
+    from crossrec.cli import serve
+
+    serve.register(app)
 
 
 _register()
