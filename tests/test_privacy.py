@@ -65,3 +65,19 @@ def test_pseudonyms_are_keyed_and_scoped():
     assert a.account("p", "x") != a.account("q", "x")
     assert a.identifier("email", "h") == a.identifier("email", "h")
     assert a.accounts("p", ["x", "y"]) == [a.account("p", "x"), a.account("p", "y")]
+
+
+def test_pseudonyms_computed_by_duckdb_equal_the_python_ones():
+    import duckdb
+
+    raws = ["u1", "42", "héllo wörld", "日本", " spaced ", "x" * 300]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE r AS SELECT unnest(?) AS raw", [raws])
+    for key in (b"k", b"0123456789" * 10):  # short key, and one longer than a SHA-256 block
+        p = Pseudonymiser(key)
+        expr, params = p.account_sql("video", "raw")
+        got = [r[0] for r in con.execute(f"SELECT {expr} FROM r ORDER BY rowid", params).fetchall()]
+        assert got == p.accounts("video", raws)
+        expr, params = p.identifier_sql("email_hash", "raw")
+        got = [r[0] for r in con.execute(f"SELECT {expr} FROM r ORDER BY rowid", params).fetchall()]
+        assert got == p.identifiers("email_hash", raws)

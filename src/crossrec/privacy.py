@@ -16,11 +16,13 @@ import stat
 from collections.abc import Iterable
 from hashlib import sha256
 from pathlib import Path
+from typing import Any
 
 from crossrec.errors import WorkspaceError
 
 SECRET_ENV = "CROSSREC_SECRET"
 _PSEUDONYM_HEX = 32  # 128 bits: collisions are negligible far beyond billions of ids
+_BLOCK = 64  # SHA-256 block size in bytes (the HMAC key is padded to one block)
 
 
 def load_key(key_file: Path) -> bytes:
@@ -88,3 +90,27 @@ class Pseudonymiser:
 
     def identifiers(self, kind: str, raw_values: Iterable[str]) -> list[str]:
         return ["i" + d for d in self._many(f"identifier\x1f{kind}", raw_values)]
+
+    # -- the same pseudonyms computed by DuckDB -------------------------------------------------
+    def account_sql(self, platform: str, raw: str) -> tuple[str, list[Any]]:
+        """SQL for :meth:`account` of the VARCHAR expression ``raw``, and its parameters.
+
+        Equal to the Python pseudonyms, at a fraction of the CPU per id (HMAC-SHA256 written
+        out with DuckDB's ``sha256``). The key travels as query parameters, never as SQL text,
+        so it cannot appear in an error message.
+        """
+        return self._sql("a", f"account\x1f{platform}", raw)
+
+    def identifier_sql(self, kind: str, raw: str) -> tuple[str, list[Any]]:
+        """SQL for :meth:`identifier` of the VARCHAR expression ``raw``, and its parameters."""
+        return self._sql("i", f"identifier\x1f{kind}", raw)
+
+    def _sql(self, prefix: str, scope: str, raw: str) -> tuple[str, list[Any]]:
+        # HMAC(K, m) = H((K' ^ opad) || H((K' ^ ipad) || m)), K' the key padded to one block
+        key = self._key if len(self._key) <= _BLOCK else sha256(self._key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        ipad = bytes(b ^ 0x36 for b in key)
+        opad = bytes(b ^ 0x5C for b in key)
+        inner = f"unhex(sha256(CAST(? AS BLOB) || encode(? || {raw})))"
+        expr = f"'{prefix}' || left(sha256(CAST(? AS BLOB) || {inner}), {_PSEUDONYM_HEX})"
+        return expr, [opad, ipad, f"{scope}\x1f"]
