@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: events keep a numeric event_key; event_id only when given
 
 #: Canonical event fields of an input file (``--columns`` maps a file's own names onto these).
 EVENT_FIELDS: tuple[str, ...] = ("account", "item", "event", "value", "timestamp", "event_id")
@@ -27,13 +27,16 @@ class Table:
     name: str
     columns: tuple[tuple[str, str], ...]
     primary_key: tuple[str, ...] = ()
+    #: Columns the store keeps for itself: created with the table, never read or written by
+    #: callers (``column_names`` leaves them out).
+    internal: tuple[tuple[str, str], ...] = ()
 
     @property
     def column_names(self) -> list[str]:
         return [c for c, _ in self.columns]
 
     def ddl(self) -> str:
-        cols = ", ".join(f"{name} {typ}" for name, typ in self.columns)
+        cols = ", ".join(f"{name} {typ}" for name, typ in (*self.columns, *self.internal))
         pk = f", PRIMARY KEY ({', '.join(self.primary_key)})" if self.primary_key else ""
         return f"CREATE TABLE IF NOT EXISTS {self.name} ({cols}{pk})"
 
@@ -47,10 +50,13 @@ EVENTS = Table(
         ("event_type", "VARCHAR NOT NULL"),
         ("value", "DOUBLE"),
         ("ts", "TIMESTAMPTZ"),
-        ("event_id", "VARCHAR NOT NULL"),
+        # the id the platform gave; reads show 'h' + a digest of the fields when none was given
+        ("event_id", "VARCHAR"),
         ("seq", "BIGINT NOT NULL"),  # ingest order: keeps file order for events without ts
         ("attrs", "JSON"),
     ),
+    # the event's identity (crossrec.store.event_keys): dedupe compares 128-bit numbers
+    internal=(("event_key", "UHUGEINT NOT NULL"),),
 )
 ITEMS = Table(
     "items",

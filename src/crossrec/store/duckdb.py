@@ -13,9 +13,19 @@ import pyarrow as pa
 
 from crossrec import schema
 from crossrec.errors import SchemaVersionError, WorkspaceError
+from crossrec.store import event_keys
 from crossrec.store.base import PlatformStats, Store, WriteResult
 
 _TABLES = {t.name: t for t in schema.CANONICAL_TABLES}
+
+
+def _select_list(table: schema.Table, cols: Sequence[str]) -> str:
+    """Columns as callers read them: an event's ``event_id`` is never NULL on the way out."""
+    if table.name != schema.EVENTS.name:
+        return ", ".join(cols)
+    return ", ".join(
+        f"{event_keys.key_text_sql()} AS event_id" if c == "event_id" else c for c in cols
+    )
 
 
 def _table(name: str) -> schema.Table:
@@ -127,46 +137,46 @@ class DuckDBStore(Store):
     def insert_events(
         self, batches: pa.RecordBatchReader, *, unique: bool = False, platform: str | None = None
     ) -> WriteResult:
-        cols = ", ".join(schema.EVENTS.column_names)
+        # the store computes each row's identity (event_keys): one definition for every path
+        names = [c for c in schema.EVENTS.column_names if c != "event_id"]
+        target = ", ".join([*names, "event_id", "event_key"])
+        values = ", ".join([*(f"s.{c}" for c in names), "s._event_id", "s._key"])
+        keyed = (
+            f"SELECT *, {event_keys.key_sql('s')} AS _key, "
+            f"{event_keys.stored_id_sql('s')} AS _event_id FROM _staged_events s"
+        )
+        absent = (
+            "NOT EXISTS (SELECT 1 FROM events e "
+            "WHERE e.platform = s.platform AND e.event_key = s._key)"
+        )
+        counted = _Counted(batches)
         with self.transaction():
-            self.con.register("_staged_events", batches)
+            self.con.register("_staged_events", counted.reader)
             try:
-                if unique and platform is not None and not self._has_events(platform):
-                    # nothing stored yet for these platforms and no repeats: a plain append
-                    rows = self.con.execute(
-                        f"INSERT INTO events ({cols}) SELECT {cols} FROM _staged_events"
-                    ).fetchall()
-                    inserted = int(rows[0][0]) if rows else 0
-                    return WriteResult(inserted, inserted)
-                self.con.execute("CREATE TEMP TABLE _incoming AS SELECT * FROM _staged_events")
+                if unique:
+                    # no repeats in the stream: one pass; a platform's first rows just append
+                    first = platform is not None and not self._has_events(platform)
+                    where = "" if first else f"WHERE {absent}"
+                    inserted = self._scalar(
+                        f"INSERT INTO events ({target}) SELECT {values} FROM ({keyed}) s {where}"
+                    )
+                    return WriteResult(counted.rows, inserted)
+                self.con.execute(f"CREATE TEMP TABLE _incoming AS {keyed}")
             finally:
                 self.con.unregister("_staged_events")
             try:
-                offered = self._scalar("SELECT count(*) FROM _incoming")
-                dedupe = (
-                    ""
-                    if unique
-                    else (
-                        "QUALIFY row_number() OVER "
-                        "(PARTITION BY platform, event_id ORDER BY seq) = 1"
-                    )
-                )
-                # the first occurrence per (platform, event_id), absent from the store
+                # the first occurrence per (platform, event_key), absent from the store
                 inserted = self._scalar(
                     f"""
-                    INSERT INTO events ({cols})
-                    SELECT {cols} FROM _incoming s
-                    WHERE NOT EXISTS (
-                        SELECT 1 FROM events e
-                        WHERE e.platform = s.platform AND e.event_id = s.event_id)
-                    {dedupe}
+                    INSERT INTO events ({target})
+                    SELECT {values} FROM _incoming s WHERE {absent}
+                    QUALIFY row_number() OVER (PARTITION BY s.platform, s._key ORDER BY s.seq) = 1
                     """
                 )
             finally:
                 self.con.execute("DROP TABLE IF EXISTS _incoming")
-            if not unique:
-                self.add_duplicates(offered - inserted)
-        return WriteResult(offered, inserted)
+            self.add_duplicates(counted.rows - inserted)
+        return WriteResult(counted.rows, inserted)
 
     def _has_events(self, platform: str) -> bool:
         rows = self.con.execute(
@@ -308,7 +318,7 @@ class DuckDBStore(Store):
         unknown = set(cols) - set(t.column_names)
         if unknown:
             raise ValueError(f"unknown columns {sorted(unknown)} for table {table}")
-        sql = f"SELECT {', '.join(cols)} FROM {t.name}"
+        sql = f"SELECT {_select_list(t, cols)} FROM {t.name}"
         params: list[Any] = []
         if platform is not None:
             sql += " WHERE platform = ?"
@@ -362,7 +372,8 @@ class DuckDBStore(Store):
         if unknown:
             raise ValueError(f"unknown columns {sorted(unknown)} for table events")
         return self.con.sql(
-            f"SELECT {', '.join(cols)} FROM events WHERE platform = ? AND account = ? ORDER BY seq",
+            f"SELECT {_select_list(schema.EVENTS, cols)} FROM events "
+            "WHERE platform = ? AND account = ? ORDER BY seq",
             params=[platform, account],
         ).to_arrow_table()
 
@@ -513,3 +524,16 @@ def rebuild_database(path: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+class _Counted:
+    """A record-batch stream that counts the rows DuckDB pulls through it."""
+
+    def __init__(self, batches: pa.RecordBatchReader) -> None:
+        self.rows = 0
+        self.reader = pa.RecordBatchReader.from_batches(batches.schema, self._pull(batches))
+
+    def _pull(self, batches: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            self.rows += batch.num_rows
+            yield batch
