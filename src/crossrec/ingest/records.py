@@ -131,8 +131,11 @@ def raw_json(record: Any) -> str:
     """The record as JSON text for the quarantine, whatever it holds."""
     try:
         text = json.dumps(record, ensure_ascii=False, default=repr)
-    except (ValueError, TypeError, RecursionError):  # circular or unorderable: keep its repr
-        text = repr(record)
+    except (ValueError, TypeError, RecursionError):  # circular, or an int too long to print
+        try:
+            text = repr(record)
+        except (ValueError, TypeError, RecursionError):
+            text = f"<{type(record).__name__} that cannot be printed>"
     if not _encodable(text):  # lone surrogates cannot be stored as UTF-8: escape them
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
@@ -574,6 +577,4 @@ def ingest_records(
     ... # doctest: +SKIP
     RecordSummary(platform='video', source='http', accepted=1, quarantined=0, ...)
     """
-    return ws.record_ingestor.ingest(
-        platform, records, source=source, numbers=numbers, extra=extra
-    )
+    return ws.record_ingestor.ingest(platform, records, source=source, numbers=numbers, extra=extra)
