@@ -40,7 +40,7 @@ _STATUS: tuple[tuple[type[errors.CrossrecError], int], ...] = (
     (errors.NotFoundError, 404),
     (errors.InputError, 400),
     (errors.IngestError, 400),
-    (errors.CapacityError, 413),
+    (errors.CapacityError, 422),
     (errors.ModelError, 503),
     (errors.WorkspaceError, 503),
 )
@@ -225,7 +225,8 @@ def _routes(app: FastAPI) -> None:
         model = state.model
         store_ok = True
         try:
-            state.reader().store.count("meta")
+            with state.reading() as view:
+                view.store.count("meta")
         except Exception:
             store_ok = False
         ready = model is not None and store_ok
@@ -298,7 +299,8 @@ def _routes(app: FastAPI) -> None:
 
         state = _state(request)
         model = state.require_model()  # this request keeps this model to the end
-        doc = recommend_json(state.reader(), platform, account, k, rec=model.recommender)
+        with state.reading() as view:
+            doc = recommend_json(view, platform, account, k, rec=model.recommender)
         for item in doc["items"]:  # type: ignore[attr-defined]
             item["score"] = _finite(float(item["score"]))
         return doc
@@ -313,7 +315,8 @@ def _routes(app: FastAPI) -> None:
         """The account's person: every linked account with how and why it is linked."""
         from crossrec.link.query import person_links
 
-        return person_links(_state(request).reader(), platform, account)
+        with _state(request).reading() as view:
+            return person_links(view, platform, account)
 
     @app.get(
         account_path + "/similar",
@@ -332,7 +335,8 @@ def _routes(app: FastAPI) -> None:
         """The k most similar accounts (other people) on platform ``on``."""
         from crossrec.link.query import similar_accounts
 
-        return similar_accounts(_state(request).reader(), platform, account, on, k)
+        with _state(request).reading() as view:
+            return similar_accounts(view, platform, account, on, k)
 
     @app.get(
         account_path + "/profile",
@@ -346,9 +350,8 @@ def _routes(app: FastAPI) -> None:
 
         state = _state(request)
         model = state.model
-        return account_profile(
-            state.reader(), platform, account, model.recommender if model else None
-        )
+        with state.reading() as view:
+            return account_profile(view, platform, account, model.recommender if model else None)
 
     @app.delete(
         account_path,

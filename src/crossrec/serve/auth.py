@@ -123,16 +123,15 @@ class TokenBook:
     """Live tokens by SHA-256, held in memory: a check is one hash and one dict lookup.
 
     The server is the workspace's one writer, so no other process can add or revoke tokens
-    while it runs; the book is loaded once at start (``reload`` re-reads it).
+    while it runs; the book is read once at start (``reload`` reads it again).
     """
 
     def __init__(self, store: Store) -> None:
-        self._store = store
         self._by_hash: dict[str, TokenInfo] = {}
-        self.reload()
+        self.reload(store)
 
-    def reload(self) -> None:
-        rows = self._store.read("api_tokens").to_pylist()
+    def reload(self, store: Store) -> None:
+        rows = store.read("api_tokens").to_pylist()
         self._by_hash = {r["token_sha256"]: _info(r) for r in rows if r["revoked_at"] is None}
 
     def __len__(self) -> int:

@@ -4,15 +4,17 @@ Concurrency, in one place:
 
 * **Reads** (recommendations, links, similar, profile) run on request threads, each with its
   own :meth:`Workspace.reader` view (a DuckDB cursor): they see committed data and never wait
-  on a write.
+  on a write. They pass a :class:`~crossrec.serve.gate.ReadGate` that only erasure closes.
 * **Writes** (event ingest, erasure) and the online updates that follow them hold one lock and
   use the workspace's own connection, so store transactions never interleave.
-* **The model** is one reference to an immutable-once-built :class:`Loaded`. A background
-  thread polls ``models/CURRENT`` every ``serve.model_poll_seconds``; a new version is loaded
-  completely off to the side, the accounts updated online or erased since that version's data
-  was read are brought up to date on it, and then the reference is swapped. A request reads
-  the reference once and keeps that object, so it never sees half of one model and half of
-  another.
+* **The model** is one reference to a :class:`Loaded`. A background thread polls
+  ``models/CURRENT`` every ``serve.model_poll_seconds``; a new version is loaded completely off
+  to the side, the accounts updated online or erased since that version's data was read are
+  brought up to date on it, and then the reference is swapped. A request reads the reference
+  once and keeps that object, so it never sees half of one model and half of another.
+* **Erasure** replaces the store file and rewrites model files: it waits for reads in flight,
+  drops every cursor, evicts the accounts from the served model at once, and then reloads the
+  model from the rewritten files before it returns.
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from crossrec.errors import ModelError
 from crossrec.models import ModelRegistry
 from crossrec.serve.auth import TokenBook
+from crossrec.serve.gate import ReadGate
 from crossrec.serve.limits import RateLimiter
 from crossrec.serve.metrics import Metrics
 
@@ -55,7 +60,6 @@ class Loaded:
     version: str
     recommender: Recommender
     data_from: float
-    view: Workspace
 
 
 class ServeState:
@@ -72,9 +76,12 @@ class ServeState:
         self._newest_event: float | None = None
         self.metrics = Metrics(newest_event_time=lambda: self._newest_event)
         self._write_lock = threading.Lock()
+        self._gate = ReadGate()
+        self._generation = 0  # +1 whenever the store connection (and every cursor) is replaced
         self._local = threading.local()
-        self._views: list[Workspace] = []
         self._views_lock = threading.Lock()
+        # views are made from this one's cursor, never from the connection writes run on
+        self._root: Workspace = ws.reader()
         self._model: Loaded | None = None
         self.model_error: str | None = None
         self._failed_version: str | None = None
@@ -83,11 +90,14 @@ class ServeState:
         self._erased: dict[AccountKey, float] = {}
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
-        self.started_at = time.time()
+        self._closed = False
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, *, poll: bool = True) -> None:
         """Load the current model (if any) and start watching for new ones."""
+        if self._closed:  # started again after close: fresh cursors
+            self._renew_views()
+            self._closed = False
         self.check_model()
         if poll and self._poller is None:
             self._stop.clear()
@@ -99,15 +109,11 @@ class ServeState:
     def close(self) -> None:
         self._stop.set()
         if self._poller is not None:
-            self._poller.join(timeout=10)
+            self._poller.join(timeout=30)
             self._poller = None
-        with self._views_lock:
-            for view in self._views:
-                view.close()
-            self._views.clear()
-        model, self._model = self._model, None
-        if model is not None:
-            model.view.close()
+        self._model = None
+        self._root.close()  # closes every cursor made from it
+        self._closed = True
 
     def _poll(self) -> None:
         while not self._stop.wait(self.poll_seconds):
@@ -117,15 +123,23 @@ class ServeState:
                 log.exception("checking for a new model failed")
 
     # -- reads ---------------------------------------------------------------------------------
-    def reader(self) -> Workspace:
-        """This thread's read view of the workspace (made on first use)."""
+    @contextmanager
+    def reading(self) -> Iterator[Workspace]:
+        """This thread's read view of the workspace, valid for the ``with`` block."""
+        with self._gate.read():
+            yield self._view()
+
+    def _view(self) -> Workspace:
         view: Workspace | None = getattr(self._local, "view", None)
-        if view is None:
-            view = self.ws.reader()
+        if view is None or getattr(self._local, "generation", -1) != self._generation:
+            view = self._new_view()
             self._local.view = view
-            with self._views_lock:
-                self._views.append(view)
+            self._local.generation = self._generation
         return view
+
+    def _new_view(self) -> Workspace:
+        with self._views_lock:  # one cursor made at a time from the root
+            return self._root.reader()
 
     @property
     def model(self) -> Loaded | None:
@@ -148,39 +162,48 @@ class ServeState:
     # -- model swap ----------------------------------------------------------------------------
     def check_model(self) -> bool:
         """Load and swap in ``models/CURRENT`` if it is not the version served; True if
-        swapped. Loading happens outside every lock: requests go on meanwhile."""
-        from crossrec.recommend import Recommender
-
+        swapped. Loading happens outside the write lock: requests go on meanwhile."""
         version = self.registry.current()
         current = self._model
         if version is None or version == self._failed_version:
             return False
         if current is not None and current.version == version:
             return False
+        generation = self._generation
+        loaded = self._load(version)
+        if loaded is None:
+            return False
+        with self._write_lock:
+            if generation != self._generation:  # an erasure rewrote the files meanwhile
+                return False  # the erasure reloaded the model itself
+            self._swap(loaded)
+        return True
+
+    def _load(self, version: str) -> Loaded | None:
+        from crossrec.recommend import Recommender
+
         started = time.time()
-        # its own cursor: the recommender reads the store during online updates
-        view = self.ws.reader()
         try:
-            recommender = Recommender.load(view, version)
+            with self._gate.read():
+                # its own cursor: the recommender reads the store during online updates
+                recommender = Recommender.load(self._new_view(), version)
         except Exception as exc:  # keep serving the previous model (or none)
-            view.close()
             self._failed_version = version
             self.model_error = f"model {version} failed to load: {exc}"
             log.error(self.model_error)
-            return False
-        loaded = Loaded(version, recommender, self._data_from(version, started), view)
-        with self._write_lock:
-            self._replay(loaded)
-            self._model = loaded
-            self.model_error = None
-            if current is not None:
-                # only online updates (under this lock) use the old model's store
-                current.view.close()
-        self.metrics.set_model(version)
-        if current is not None:
+            return None
+        log.info("loaded model %s in %.1f s", version, time.time() - started)
+        return Loaded(version, recommender, self._data_from(version, started))
+
+    def _swap(self, loaded: Loaded) -> None:
+        """Replay recent changes on ``loaded`` and serve it (write lock held)."""
+        previous = self._model
+        self._replay(loaded)
+        self._model = loaded
+        self.model_error = None
+        self.metrics.set_model(loaded.version)
+        if previous is not None and previous.version != loaded.version:
             self.metrics.model_swaps.inc()
-        log.info("serving model %s (loaded in %.1f s)", version, time.time() - started)
-        return True
 
     def _data_from(self, version: str, fallback: float) -> float:
         """When the version's training read the store: created_at minus its seconds."""
@@ -237,31 +260,46 @@ class ServeState:
         self.metrics.online_updates.inc(len(accounts))
 
     def forget(self, platform: str, raw_id: str, *, person: bool = False) -> dict[str, Any]:
-        """Erase an account (or its whole person) and every cached trace of it."""
+        """Erase an account (or its whole person) everywhere, then drop every cached trace
+        of it: its online state at once, and the whole model, reloaded from the rewritten
+        files, before returning."""
         with self._write_lock:
-            forget = getattr(self.ws, "forget", None)
-            if forget is None:
-                raise ModelError("erasure is not available in this build")
-            result: dict[str, Any] = forget(platform, raw_id, person=person)
-            accounts = [(str(p), str(a)) for p, a in result.get("accounts", [])]
-            now = time.time()
-            for key in accounts:
-                self._touched.pop(key, None)
-                self._erased[key] = now
-            model = self._model
-            if model is not None and accounts:
-                model.recommender.forget(accounts)
-        # read views may hold a finished transaction's snapshot: nothing cached there
+            with self._gate.exclusive():
+                try:
+                    result: dict[str, Any] = self.ws.forget(platform, raw_id, person=person)
+                finally:
+                    # the store connection, and every cursor made from it, may be gone
+                    self._renew_views()
+                accounts = [(str(p), str(a)) for p, a in result.get("accounts", [])]
+                now = time.time()
+                for key in accounts:
+                    self._touched.pop(key, None)
+                    self._erased[key] = now
+                model = self._model
+                if model is not None:
+                    model.recommender.forget(accounts)
+                    model.recommender.store = self._new_view().store
+            if model is not None:  # reads go on with the evicted model meanwhile
+                version = self.registry.current() or model.version
+                loaded = self._load(version)
+                if loaded is not None:
+                    self._swap(loaded)
         return result
+
+    def _renew_views(self) -> None:
+        self._generation += 1
+        with self._views_lock:
+            self._root.close()  # closes every cursor made from it
+            self._root = self.ws.reader()
 
 
 def _newest_time(records: list[dict[str, Any]]) -> float | None:
     """Epoch seconds of the newest timestamp in ``records`` that is not in the future
-    (ISO-8601 text or epoch seconds; others are left to ingest validation)."""
+    (ISO-8601 text or epoch seconds or milliseconds; others are left to ingest validation)."""
     now = time.time()
     newest: float | None = None
     for r in records:
-        t = _epoch(r.get("timestamp"))
+        t = _epoch(r.get("timestamp")) if isinstance(r, dict) else None
         if t is not None and t <= now + 1.0 and (newest is None or t > newest):
             newest = t
     return newest
@@ -278,8 +316,6 @@ def _epoch(value: Any) -> float | None:
         except ValueError:
             return None
         if dt.tzinfo is None:
-            from datetime import UTC
-
             dt = dt.replace(tzinfo=UTC)
         return dt.timestamp()
     return None
