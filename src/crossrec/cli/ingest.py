@@ -79,9 +79,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Ingest a platform's events (and items): bad rows go to the quarantine with reasons."""
         from crossrec.cli.progress import rich_progress
+        from crossrec.store.lock import WriterLock
 
         mapping = parse_columns(columns)
-        with open_workspace(workspace) as ws, rich_progress() as progress:
+        with open_workspace(workspace) as ws, WriterLock(ws.root), rich_progress() as progress:
             summaries = ws.ingest_events(
                 platform, events, items=items, columns=mapping, fmt=fmt, progress=progress
             )
@@ -101,8 +102,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Ingest known links between accounts (raw ids), e.g. the same login on two platforms."""
         from crossrec.cli.progress import rich_progress
+        from crossrec.store.lock import WriterLock
 
-        with open_workspace(workspace) as ws, rich_progress() as progress:
+        with open_workspace(workspace) as ws, WriterLock(ws.root), rich_progress() as progress:
             s = ws.ingest_links(file, fmt=fmt, progress=progress)
         err.print(_summary_line(s), highlight=False)
         if json_out:
