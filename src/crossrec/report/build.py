@@ -83,6 +83,7 @@ class RecommendEvaluation:
     n_accounts: int | None
     metrics: list[str]
     methods: dict[str, dict[str, float | None]]
+    model_version: str | None = None
 
 
 @dataclass
@@ -227,6 +228,9 @@ def _gather_link_eval(ws: Workspace, data: ReportData) -> None:
     doc = _read_json(path, data, "link")
     if doc is None:
         return
+    if not isinstance(doc, dict) or "baselines" not in doc:
+        data.note("link", f"{path.name} is not a linkage evaluation: " + hint)
+        return
     data.link_eval = doc
     details = doc.get("details") or {}
     evaluated = details.get("model_version")
@@ -247,7 +251,8 @@ def _gather_recommend(ws: Workspace, data: ReportData) -> None:
     if not files:
         data.note(
             "recommend",
-            "No recommendation evaluation yet: run `crossrec evaluate recommend` (it writes "
+            "No recommendation evaluation yet: run `crossrec evaluate recommend --platform P "
+            "--test FILE` (FILE: account,item pairs held out of the ingested data; it writes "
             "reports/evaluation/recommend-<platform>.json).",
         )
     for path in files:
@@ -264,7 +269,7 @@ def parse_recommend_evaluation(doc: dict[str, Any], name: str) -> RecommendEvalu
     """Read one recommendation evaluation document (any ``metric@k`` keys)."""
     if not isinstance(doc, dict):
         raise InputError(f"{name}: not a JSON object; run `crossrec evaluate recommend` again")
-    metrics = [k for k, v in doc.items() if _METRIC.match(k) and _is_number(v)]
+    metrics = [k for k, v in doc.items() if _METRIC.match(k) and _number(v) is not None]
     if not metrics:
         raise InputError(
             f"{name}: holds no metric@k values; run `crossrec evaluate recommend` again"
@@ -273,25 +278,29 @@ def parse_recommend_evaluation(doc: dict[str, Any], name: str) -> RecommendEvalu
     for base, values in (doc.get("baselines") or {}).items():
         if isinstance(values, dict):
             methods[str(base)] = _values(values, metrics)
-    k = doc.get("k")
-    n = doc.get("n_accounts")
+    k = _number(doc.get("k"))
+    n = _number(doc.get("n_accounts"))
     return RecommendEvaluation(
         file=name,
         platform=str(doc.get("platform", name.removeprefix("recommend-").removesuffix(".json"))),
         label=str(doc["label"]) if doc.get("label") else None,
-        k=int(k) if isinstance(k, int | float) and _is_number(k) else None,
-        n_accounts=int(n) if isinstance(n, int | float) and _is_number(n) else None,
+        k=None if k is None else int(k),
+        n_accounts=None if n is None else int(n),
         metrics=metrics,
         methods=methods,
+        model_version=str(doc["model_version"]) if doc.get("model_version") else None,
     )
 
 
 def _values(doc: dict[str, Any], metrics: list[str]) -> dict[str, float | None]:
-    return {m: float(doc[m]) if _is_number(doc.get(m)) else None for m in metrics}
+    return {m: _number(doc.get(m)) for m in metrics}
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+def _number(v: Any) -> float | None:
+    """``v`` as a float when it is a JSON number (not a boolean, not NaN), else None."""
+    if isinstance(v, int | float) and not isinstance(v, bool) and v == v:
+        return float(v)
+    return None
 
 
 def _gather_account_map(ws: Workspace, data: ReportData) -> None:
@@ -385,10 +394,10 @@ def build_report(ws: Workspace, output: Path | str | None = None) -> Path:
     from crossrec.report.html import render
 
     data = gather(ws)
+    page = render(data)
     path = report_path(ws, output, data.generated_at).resolve()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        page = render(data)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(page, encoding="utf-8")
         os.replace(tmp, path)

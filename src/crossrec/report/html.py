@@ -115,7 +115,7 @@ def _overview(data: ReportData) -> str:
 
 
 def _link(data: ReportData) -> str:
-    from crossrec.evaluate.link_eval import KEYS
+    from crossrec.evaluate.link_eval import FALSE_SAMPLE, KEYS
 
     parts = ["<h2>2. Linkage evaluation</h2>", _notes(data, "link")]
     doc = data.link_eval
@@ -142,7 +142,8 @@ def _link(data: ReportData) -> str:
         + escape(
             f"{details.get('n_true_candidates', 0):,} of {details.get('n_truth', 0):,} true pairs "
             f"are among the linker's candidates; {details.get('n_false_candidates', 0):,} "
-            "candidate pairs are not true pairs (a sample is shown). Pairs involving known-linked "
+            "candidate pairs are not true pairs (the plot shows at most "
+            f"{FALSE_SAMPLE:,} of them, a seeded sample). Pairs involving known-linked "
             "accounts are left out, as in the metrics."
         )
         + "</p>"
@@ -172,6 +173,8 @@ def _recommend(data: ReportData) -> str:
     for ev in data.recommend:
         title = f"{ev.platform}" + (f" — {ev.label}" if ev.label else "")
         facts = [f"file {ev.file}"]
+        if ev.model_version:
+            facts.append(f"model {ev.model_version}")
         if ev.n_accounts is not None:
             facts.append(f"{ev.n_accounts:,} accounts evaluated")
         parts.append(f"<h3>{escape(title)}</h3><p class='meta'>{escape('; '.join(facts))}</p>")
