@@ -12,9 +12,9 @@ milliseconds, inside ``[ingest.timestamp_min, ingest.timestamp_max)``. Records a
 file cannot break: a field's JSON type must fit (ids are strings or integers, value and
 timestamp are numbers or strings). Bad records go to the quarantine with their source, number,
 field, reason and the raw record as JSON; good ones are pseudonymised and written in one store
-transaction, deduplicated by the file-ingest event identity (the ``event_id`` when given, else
-a hash of platform, account, item, event, value and time), so an event sent twice, or sent once
-and ingested once from a file, is stored once.
+transaction, deduplicated by the store's event identity (:mod:`crossrec.store.event_keys`: the
+``event_id`` when given, else a digest of platform, account, item, event, value and time), so
+an event sent twice, or sent once and ingested once from a file, is stored once.
 
 One :class:`RecordIngestor` keeps its staging database between calls (a batch of 1,000
 records costs milliseconds, not the set-up of a database); :meth:`Workspace.ingest_records`
@@ -55,24 +55,14 @@ _CANONICAL_KEYS = frozenset(schema.EVENT_FIELDS)
 _STAGED = (*schema.EVENT_FIELDS, "_platform", "_attrs")
 _COLUMN_MAP = validate.ColumnMap({f: f for f in schema.EVENT_FIELDS}, ["_platform", "_attrs"])
 _RAW_SCHEMA = pa.schema([("_line", pa.int64())] + [(c, pa.string()) for c in _STAGED])
-# the identity of a stored event: the same expression as file ingest (pipeline._write_events)
-_VALUE_TXT = "coalesce(CAST(c.value AS VARCHAR), '')"
-_TS_TXT = "coalesce(CAST(epoch_us(c.ts) AS VARCHAR), '')"
-_GOOD_SQL = f"""
+# the store computes each event's identity (crossrec.store.event_keys) and drops repeats
+_GOOD_SQL = """
     SELECT c._platform AS platform, p.pseud AS account, c.item, c.event_type, c.value, c.ts,
-        coalesce(c.event_id, 'h' || md5(concat_ws(chr(31), c._platform, p.pseud, c.item,
-            c.event_type, {_VALUE_TXT}, {_TS_TXT}))) AS event_id,
-        c._row AS seq,
-        CAST(c._attrs AS JSON) AS attrs
+        c.event_id, c._row AS seq, CAST(c._attrs AS JSON) AS attrs
     FROM checked c JOIN _pseud p ON p.platform = c._platform AND p.raw = c.account_raw
     WHERE c._reason IS NULL
     ORDER BY c._row
 """
-#: Repeats within a batch: the first occurrence of an event stays (as in a file).
-_FIRST_SQL = (
-    "SELECT * FROM _good QUALIFY row_number() OVER (PARTITION BY platform, event_id "
-    "ORDER BY seq) = 1 ORDER BY seq"
-)
 _PSEUDONYM_CACHE = 100_000  # accounts remembered between batches (a stream repeats them)
 
 
@@ -408,14 +398,11 @@ class RecordIngestor:
                 good = good.set_column(
                     good.schema.get_field_index("seq"), "seq", pc.add(good["seq"], first_seq)
                 )
-                one = set(good["platform"].unique().to_pylist())
+                # repeats within the batch or of stored events: the store drops and counts them
                 accepted = store.insert_events(
-                    pa.RecordBatchReader.from_batches(good.schema, good.to_batches()),
-                    unique=True,
-                    platform=one.pop() if len(one) == 1 else None,
+                    pa.RecordBatchReader.from_batches(good.schema, good.to_batches())
                 ).inserted
                 duplicates = valid - accepted
-                store.add_duplicates(duplicates)
                 store.upsert_accounts(_seen(good))
             if idents:
                 store.insert_identifiers(self._identifiers(idents, pseud))
@@ -487,19 +474,9 @@ class RecordIngestor:
             ),
         )
         try:
-            good = con.sql(_GOOD_SQL).to_arrow_table()
+            return con.sql(_GOOD_SQL).to_arrow_table()
         finally:
             con.unregister("_pseud")
-        keys = good["event_id"]
-        if len(good["platform"].unique()) > 1:
-            keys = pc.binary_join_element_wise(good["platform"], keys, "\x1f")
-        if pc.count_distinct(keys).as_py() == good.num_rows:
-            return good
-        con.register("_good", good)
-        try:
-            return con.sql(_FIRST_SQL).to_arrow_table()
-        finally:
-            con.unregister("_good")
 
     def _identifiers(
         self, idents: list[tuple[str, str, str, str]], pseud: dict[tuple[str, str], str]
