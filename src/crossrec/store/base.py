@@ -187,3 +187,13 @@ class Store(ABC):
         text columns still mention one. Returns the rows deleted per table (tables with none
         left out). Deleted bytes may stay in the backend's files until it rewrites them."""
         raise NotImplementedError(f"{type(self).__name__} cannot erase accounts")
+
+    # -- stream offsets --------------------------------------------------------------------------
+    def stream_offsets(self, group: str, topic: str) -> dict[int, int]:
+        """``{partition: next offset}`` a stream consumer group has stored for ``topic``."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep stream offsets")
+
+    def save_stream_offsets(self, group: str, topic: str, offsets: dict[int, int]) -> None:
+        """Store the next offset per partition; call it inside the :meth:`transaction` that
+        writes the batch's events, so events and offsets commit together (exactly once)."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep stream offsets")

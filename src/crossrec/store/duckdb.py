@@ -477,6 +477,25 @@ class DuckDBStore(Store):
             out.setdefault(str(table), []).append(str(column).replace('"', '""'))
         return out
 
+    # -- stream offsets --------------------------------------------------------------------------
+    def stream_offsets(self, group: str, topic: str) -> dict[int, int]:
+        rows = self.con.execute(
+            "SELECT partition, next_offset FROM stream_offsets "
+            "WHERE consumer_group = ? AND topic = ?",
+            [group, topic],
+        ).fetchall()
+        return {int(p): int(o) for p, o in rows}
+
+    def save_stream_offsets(self, group: str, topic: str, offsets: dict[int, int]) -> None:
+        if not offsets:
+            return
+        with self.transaction():
+            self.con.executemany(
+                "INSERT OR REPLACE INTO stream_offsets "
+                "(consumer_group, topic, partition, next_offset) VALUES (?, ?, ?, ?)",
+                [[group, topic, int(p), int(o)] for p, o in sorted(offsets.items())],
+            )
+
 
 def rebuild_database(path: Path) -> None:
     """Copy a DuckDB file into a fresh one and put that in its place (atomically).
