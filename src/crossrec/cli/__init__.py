@@ -31,6 +31,9 @@ def _register() -> None:
     from crossrec.cli import serve
 
     serve.register(app)
+    from crossrec.cli import stream
+
+    stream.register(app)
 
 
 _register()
