@@ -265,20 +265,21 @@ class ServeState:
         files, before returning."""
         with self._write_lock:
             with self._gate.exclusive():
+                model = self._model
                 try:
                     result: dict[str, Any] = self.ws.forget(platform, raw_id, person=person)
                 finally:
                     # the store connection, and every cursor made from it, may be gone
                     self._renew_views()
+                    if model is not None:
+                        model.recommender.store = self._new_view().store
                 accounts = [(str(p), str(a)) for p, a in result.get("accounts", [])]
                 now = time.time()
                 for key in accounts:
                     self._touched.pop(key, None)
                     self._erased[key] = now
-                model = self._model
                 if model is not None:
                     model.recommender.forget(accounts)
-                    model.recommender.store = self._new_view().store
             if model is not None:  # reads go on with the evicted model meanwhile
                 version = self.registry.current() or model.version
                 loaded = self._load(version)
