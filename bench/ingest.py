@@ -187,24 +187,26 @@ def _sql_label(sql: str) -> str:
 
 # Labels for the statements of crossrec's ingest; an unknown statement shows its first words.
 _SQL_LABELS: list[tuple[str, str]] = [
-    (r"^CREATE TABLE raw AS .*read_csv", "stage: read_csv into raw (all VARCHAR)"),
-    (r"^CREATE TABLE raw AS .*read_parquet", "stage: read_parquet into raw (CAST to VARCHAR)"),
+    (r"^CREATE TABLE checked AS .*read_csv", "read_csv + validate into checked (one pass)"),
+    (r"^CREATE TABLE checked AS .*read_parquet", "read_parquet + validate into checked (one pass)"),
+    (r"^CREATE TABLE checked", "validate: raw -> checked"),
+    (r"^DESCRIBE SELECT", "parquet: describe columns"),
     (r"FROM csv_rejects", "stage: read CSV rejects"),
-    (r"^CREATE TABLE checked", "validate: CREATE TABLE checked"),
-    (r"JOIN raw r ON r.rowid = c._row WHERE c._reason IS NOT NULL", "quarantine: bad rows"),
-    (r"^SELECT DISTINCT account_raw", "pseudonymise: SELECT DISTINCT account_raw"),
-    (r"^CREATE TABLE good AS", "good rows: join pseudonyms, md5 event ids"),
-    (r"count\(DISTINCT event_id\) FROM good", "good rows: count, count distinct event_id"),
-    (r"^CREATE TABLE good_once", "good rows: in-file dedupe (row_number)"),
-    (r"min\(ts\) AS first_seen", "good rows: first/last seen per account"),
-    (r"^SELECT \* FROM good", "good rows: stream out"),
+    (r"FROM checked WHERE _reason IS NOT NULL ORDER BY rowid", "quarantine: bad rows"),
+    (r"^CREATE TABLE _accounts", "accounts: distinct, first/last seen, HMAC pseudonyms"),
+    (r"sum\(n\), 0\) FROM _accounts", "accounts: valid rows"),
+    (r"count\(DISTINCT CASE WHEN event_id", "repeats: count distinct identity hashes"),
+    (r"^INSERT INTO _repeats", "repeats: exact identities"),
+    (r"^CREATE TABLE _repeats", "repeats: table"),
+    (r"^SELECT \? AS platform, a\.pseud", "good rows: join pseudonyms, stream out"),
+    (r"^SELECT \? AS platform, pseud AS account", "accounts: first/last seen rows"),
     (r"^CREATE TEMP TABLE _incoming", "store: _incoming <- staged stream"),
-    (r"^SELECT count\(\*\) FROM _incoming", "store: count _incoming"),
-    (r"^INSERT INTO events .*NOT EXISTS", "store: dedupe INSERT INTO events"),
-    (r"^INSERT INTO events", "store: append INSERT INTO events"),
+    (r"^INSERT INTO events .*NOT EXISTS", "store: dedupe INSERT INTO events (with keys)"),
+    (r"^INSERT INTO events", "store: append INSERT INTO events (with keys)"),
     (r"^SELECT 1 FROM events WHERE platform", "store: platform has events?"),
     (r"^INSERT INTO accounts", "store: accounts first/last seen"),
     (r"^SELECT coalesce\(max\(seq\)", "store: next_seq"),
+    (r"FROM ingest_log", "store: read ingest_log"),
     (r"^COMMIT", "store: COMMIT"),
     (r"^UPDATE meta SET value", "store: add to the duplicates counter"),
     (r"^INSERT INTO ingest_log", "store: INSERT INTO ingest_log"),
@@ -289,7 +291,7 @@ class _TimedResult:
 
 def _instrument(log: PhaseLog) -> Callable[[Any], None]:
     """Wrap the ingest pipeline's steps; returns a function that instruments a workspace."""
-    from crossrec.ingest import pipeline
+    from crossrec.ingest import events, pipeline
     from crossrec.ingest.quarantine import Quarantine
 
     real_conn = pipeline.staging_connection
@@ -311,12 +313,15 @@ def _instrument(log: PhaseLog) -> Callable[[Any], None]:
 
     timed(pipeline, "detect", "detect format")
     timed(pipeline, "fingerprint", "fingerprint (blake2b of the file)")
-    timed(pipeline, "stage", "stage")
+    timed(pipeline, "stage", "read + validate (stage)")
+    timed(pipeline.Ingestor, "_already_ingested", "re-ingest check (ingest_log)")
     timed(pipeline.Ingestor, "_bad_rows", "quarantine (fetch, resolve lines, write)")
-    timed(pipeline.Ingestor, "_pseudonyms", "pseudonymise (distinct + HMAC in Python)")
-    timed(pipeline.Ingestor, "_identifiers", "personal identifiers")
     timed(pipeline.Ingestor, "_log", "ingest log")
     timed(pipeline.Ingestor, "_write_events", "write events")
+    timed(events, "pseudonymise_accounts", "accounts + pseudonyms (DuckDB HMAC)")
+    timed(events, "mark_repeats", "repeats within the file")
+    timed(events, "identifiers", "personal identifiers")
+    timed(events, "accounts_seen", "accounts first/last seen (fetch)")
     timed(Quarantine, "add", "quarantine.duckdb: open, INSERT OR IGNORE, close")
 
     def on_workspace(ws: Any) -> None:

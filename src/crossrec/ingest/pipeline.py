@@ -1,12 +1,16 @@
-"""One ingest of one file: stage → validate → quarantine → pseudonymise → dedupe → store.
+"""One ingest of one file: read + validate (one pass) → quarantine → pseudonymise → dedupe →
+store.
 
 Ingest is atomic per file: every store write of a file happens in one transaction, so a crash
 part-way leaves the store as it was. Quarantine inserts are idempotent per (file fingerprint,
-line), so a retried ingest neither loses nor doubles bad rows.
+line), so a retried ingest neither loses nor doubles bad rows. An events file already ingested
+(same content, platform and settings: its fingerprint is in ``ingest_log``) is not read again:
+every valid row of it is a duplicate, and its bad rows are already in the quarantine.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tempfile
@@ -19,12 +23,14 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from crossrec import schema
 from crossrec.errors import InputError
+from crossrec.ingest import events as event_writer
 from crossrec.ingest import validate
 from crossrec.ingest.formats import detect, fingerprint
-from crossrec.ingest.readers import Staged, quote_ident, stage, staging_connection
+from crossrec.ingest.readers import Source, Staged, stage, staging_connection
 from crossrec.progress import NullProgress, ProgressHook
 
 if TYPE_CHECKING:
@@ -65,6 +71,9 @@ class Ingestor:
         self.progress: ProgressHook = progress or NullProgress()
         self.cfg = ws.config.ingest
         self._started = time.perf_counter()
+        # set by _validation for the file being ingested
+        self._cmap = validate.ColumnMap({}, [])
+        self._personal: list[str] = []
 
     # -- public ---------------------------------------------------------------------------------
     def events(
@@ -96,28 +105,28 @@ class Ingestor:
         path = Path(path)
         task = self.progress.task(f"{platform or ''} {kind} {path.name}".strip(), total=4)
         f = detect(path, fmt)
-        fp = fingerprint(path, kind, platform or "")
+        fp = fingerprint(path, kind, platform or "", self._settings(kind, columns))
+        if kind == "events":
+            again = self._already_ingested(fp, platform, str(path), started)
+            if again is not None:
+                task.done()
+                return again
         spill = Path(tempfile.mkdtemp(prefix="crossrec-staging-"))
         con = staging_connection(self.cfg.memory_limit, spill)
         try:
-            staged = stage(con, f)
+            staged = stage(con, f, lambda src: self._validation(kind, str(path), src, columns))
             task.advance()
-            has_line = not staged.needs_line_resolution
-            cmap, sql = self._validation(kind, str(path), staged, columns, has_line)
-            con.execute(sql)
             task.advance()
-            bad = self._bad_rows(con, staged, cmap, kind, platform, str(path), fp)
-            accepted, duplicates = write(con, cmap, platform, str(path), fp, bad.num_rows, task)
+            bad = self._bad_rows(con, staged, kind, platform, str(path), fp)
+            accepted, duplicates = write(
+                con, self._cmap, platform, str(path), fp, bad.num_rows, task
+            )
             task.advance()
         finally:
             con.close()
             shutil.rmtree(spill, ignore_errors=True)
         task.done()
-        reasons: dict[str, int] = {}
-        for r in bad.column("reason").to_pylist():
-            key = r.split(":")[0]
-            reasons[key] = reasons.get(key, 0) + 1
-        summary = IngestSummary(
+        return IngestSummary(
             file=str(path),
             kind=kind,
             platform=platform,
@@ -125,41 +134,92 @@ class Ingestor:
             quarantined=bad.num_rows,
             duplicates=duplicates,
             seconds=round(time.perf_counter() - started, 3),
-            reasons=reasons,
+            reasons=_reason_counts(bad.column("reason").to_pylist()),
         )
-        return summary
+
+    def _settings(self, kind: str, columns: dict[str, str]) -> str:
+        """What else decides a file's rows besides its bytes (part of its fingerprint)."""
+        settings: dict[str, Any] = {"columns": sorted(columns.items())}
+        if kind == "events":
+            settings["personal"] = sorted(self.ws.config.privacy.personal_columns)
+            settings["ts"] = [str(self.cfg.timestamp_min), str(self.cfg.timestamp_max)]
+        return json.dumps(settings, sort_keys=True)
+
+    def _already_ingested(
+        self, fp: str, platform: str | None, file: str, started: float
+    ) -> IngestSummary | None:
+        """The summary of re-ingesting an events file whose fingerprint is in the log: its
+        valid rows are all stored already (duplicates), its bad rows quarantined already."""
+        log = self.ws.store.read("ingest_log")
+        log = log.filter(pc.and_(pc.equal(log["fingerprint"], fp), pc.equal(log["kind"], "events")))
+        if log.num_rows == 0:
+            return None
+        first = log.slice(0, 1).to_pylist()[0]
+        valid = int(first["accepted"]) + int(first["duplicates"])
+        quarantined = int(first["quarantined"])
+        store = self.ws.store
+        with store.transaction():
+            store.add_duplicates(valid)
+            self._log(
+                "events",
+                platform,
+                file,
+                fp,
+                accepted=0,
+                quarantined=quarantined,
+                duplicates=valid,
+                seconds=round(time.perf_counter() - started, 3),
+            )
+        return IngestSummary(
+            file=file,
+            kind="events",
+            platform=platform,
+            accepted=0,
+            quarantined=quarantined,
+            duplicates=valid,
+            seconds=round(time.perf_counter() - started, 3),
+            reasons=_reason_counts(self.ws.quarantine().reasons(fp, "events")),
+        )
 
     def _validation(
-        self, kind: str, file: str, staged: Staged, columns: dict[str, str], has_line: bool
-    ) -> tuple[validate.ColumnMap, str]:
-        personal = tuple(c for c in self.ws.config.privacy.personal_columns if c in staged.columns)
+        self,
+        kind: str,
+        file: str,
+        src: Source,
+        columns: dict[str, str],
+    ) -> str:
+        """The statement that validates ``src`` into ``checked`` (keeps its column map)."""
+        personal = tuple(c for c in self.ws.config.privacy.personal_columns if c in src.columns)
         if kind == "events":
             cmap = validate.map_columns(
                 file,
-                staged.columns,
+                src.columns,
                 schema.EVENT_FIELDS,
                 schema.REQUIRED_EVENT_FIELDS,
                 columns,
                 exclude=personal,
             )
-            return cmap, validate.events_sql(
-                cmap, self.cfg.timestamp_min, self.cfg.timestamp_max, has_line=has_line
+            sql = validate.checked_events_sql(
+                cmap, src, self.cfg.timestamp_min, self.cfg.timestamp_max, personal=personal
             )
-        if kind == "items":
+        elif kind == "items":
             cmap = validate.map_columns(
-                file, staged.columns, schema.ITEM_FIELDS, ("item",), columns, exclude=personal
+                file, src.columns, schema.ITEM_FIELDS, ("item",), columns, exclude=personal
             )
-            return cmap, validate.items_sql(cmap, has_line=has_line)
-        cmap = validate.map_columns(
-            file, staged.columns, schema.LINK_FIELDS, schema.LINK_FIELDS, columns
-        )
-        return cmap, validate.links_sql(cmap, has_line=has_line)
+            sql = validate.checked_items_sql(cmap, src)
+        else:
+            cmap = validate.map_columns(
+                file, src.columns, schema.LINK_FIELDS, schema.LINK_FIELDS, columns
+            )
+            sql = validate.checked_links_sql(cmap, src)
+        self._cmap = cmap
+        self._personal = list(personal)
+        return sql
 
     def _bad_rows(
         self,
         con: duckdb.DuckDBPyConnection,
         staged: Staged,
-        cmap: validate.ColumnMap,
         kind: str,
         platform: str | None,
         file: str,
@@ -167,11 +227,8 @@ class Ingestor:
     ) -> pa.Table:
         """Parse rejects plus validation failures, written to the quarantine."""
         failed = con.execute(
-            f"""
-            SELECT c._row, c._line, c._field, c._reason, {validate.raw_json_expr(staged.columns)}
-            FROM checked c JOIN raw r ON r.rowid = c._row
-            WHERE c._reason IS NOT NULL ORDER BY c._row
-            """
+            "SELECT rowid, _line, _field, _reason, _raw FROM checked "
+            "WHERE _reason IS NOT NULL ORDER BY rowid"
         ).fetchall()
         lines = [r[1] for r in failed]
         if failed and staged.needs_line_resolution:
@@ -212,35 +269,6 @@ class Ingestor:
         )
 
     # -- writers --------------------------------------------------------------------------------
-    def _pseudonyms(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        name: str,
-        sql: str,
-        platform_col: str | None,
-        platform: str | None,
-    ) -> None:
-        """Register table ``name`` (platform, raw, pseud) for the distinct raw ids of ``sql``."""
-        rows = con.execute(sql).fetchall()
-        ps = self.ws.pseudonymiser
-        plats = [str(r[0]) if platform_col else str(platform) for r in rows]
-        raws = [r[1] if platform_col else r[0] for r in rows]
-        pseud: list[str] = [""] * len(rows)
-        for p in sorted(set(plats)):  # the keyed state is set up once per platform
-            idx = [i for i, q in enumerate(plats) if q == p]
-            for i, value in zip(idx, ps.accounts(p, [raws[i] for i in idx]), strict=True):
-                pseud[i] = value
-        con.register(
-            name,
-            pa.table(
-                {
-                    "platform": pa.array(plats, pa.string()),
-                    "raw": pa.array(raws, pa.string()),
-                    "pseud": pa.array(pseud, pa.string()),
-                }
-            ),
-        )
-
     def _write_events(
         self,
         con: duckdb.DuckDBPyConnection,
@@ -252,95 +280,27 @@ class Ingestor:
         task: Any,
     ) -> tuple[int, int]:
         store = self.ws.store
-        self._pseudonyms(
-            con,
-            "_pseud",
-            "SELECT DISTINCT account_raw FROM checked WHERE _reason IS NULL",
-            None,
-            platform,
-        )
-        personal = [c for c in self.ws.config.privacy.personal_columns if c in _raw_columns(con)]
-        idents = self._identifiers(con, platform, personal)
-        first_seq = store.next_seq()
-        value_txt = "coalesce(CAST(c.value AS VARCHAR), '')"
-        ts_txt = "coalesce(CAST(epoch_us(c.ts) AS VARCHAR), '')"
-        con.execute(
-            f"""
-            CREATE TABLE good AS
-            SELECT ? AS platform, p.pseud AS account, c.item, c.event_type, c.value, c.ts,
-                coalesce(c.event_id, 'h' || md5(concat_ws(chr(31), ?, p.pseud, c.item,
-                    c.event_type, {value_txt}, {ts_txt}))) AS event_id,
-                ? + c._row AS seq,
-                {validate.attrs_expr(cmap.extras)} AS attrs
-            FROM checked c JOIN _pseud p ON c.account_raw = p.raw
-            WHERE c._reason IS NULL
-            """,
-            [platform, platform, first_seq],
-        )
-        offered, distinct = con.execute(
-            "SELECT count(*), count(DISTINCT event_id) FROM good"
-        ).fetchall()[0]
-        if distinct < offered:  # repeats within the file: the first occurrence stays
-            con.execute(
-                "CREATE TABLE good_once AS SELECT * FROM good "
-                "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY seq) = 1"
-            )
-            con.execute("DROP TABLE good")
-            con.execute("ALTER TABLE good_once RENAME TO good")
-        seen = con.sql(
-            "SELECT platform, account, min(ts) AS first_seen, max(ts) AS last_seen "
-            "FROM good GROUP BY platform, account"
-        ).to_arrow_table()
-        reader = con.sql("SELECT * FROM good").to_arrow_reader(self.cfg.batch_rows)
-        task.advance()
         with store.transaction():
-            inserted = store.insert_events(reader, unique=True, platform=platform).inserted
-            duplicates = int(offered) - inserted
-            store.add_duplicates(duplicates)
-            if idents.num_rows:
-                store.insert_identifiers(idents)
-            store.upsert_accounts(seen)
+            written = event_writer.write(
+                store,
+                con,
+                self.ws.pseudonymiser,
+                platform,
+                personal=self._personal,
+                batch_rows=self.cfg.batch_rows,
+            )
+            task.advance()
             self._log(
                 "events",
                 platform,
                 file,
                 fp,
-                accepted=inserted,
+                accepted=written.inserted,
                 quarantined=quarantined,
-                duplicates=duplicates,
+                duplicates=written.duplicates,
                 seconds=round(time.perf_counter() - self._started, 3),
             )
-        return inserted, duplicates
-
-    def _identifiers(
-        self, con: duckdb.DuckDBPyConnection, platform: str, personal: list[str]
-    ) -> pa.Table:
-        ps = self.ws.pseudonymiser
-        plats: list[str] = []
-        accounts: list[str] = []
-        kinds: list[str] = []
-        values: list[str] = []
-        for col in personal:
-            rows = con.execute(
-                f"""
-                SELECT DISTINCT c.account_raw, nullif(trim(r.{quote_ident(col)}), '')
-                FROM checked c JOIN raw r ON r.rowid = c._row
-                WHERE c._reason IS NULL AND nullif(trim(r.{quote_ident(col)}), '') IS NOT NULL
-                """
-            ).fetchall()
-            for acc, val in rows:
-                plats.append(platform)
-                accounts.append(ps.account(platform, acc))
-                kinds.append(col)
-                values.append(ps.identifier(col, val))
-        return pa.table(
-            {
-                "platform": pa.array(plats, pa.string()),
-                "account": pa.array(accounts, pa.string()),
-                "kind": pa.array(kinds, pa.string()),
-                "value": pa.array(values, pa.string()),
-            }
-        )
+        return written.inserted, written.duplicates
 
     def _write_items(
         self,
@@ -355,12 +315,11 @@ class Ingestor:
         store = self.ws.store
         # the last row of an item in the file wins; earlier rows of it count as duplicates
         table = con.sql(
-            f"""
-            SELECT ? AS platform, c.item, c.title, c.text, c.category,
-                {validate.attrs_expr(cmap.extras)} AS attrs
+            """
+            SELECT ? AS platform, c.item, c.title, c.text, c.category, c.attrs
             FROM checked c
             WHERE c._reason IS NULL
-            QUALIFY row_number() OVER (PARTITION BY c.item ORDER BY c._row DESC) = 1
+            QUALIFY row_number() OVER (PARTITION BY c.item ORDER BY c.rowid DESC) = 1
             """,
             params=[platform],
         ).to_arrow_table()
@@ -395,15 +354,24 @@ class Ingestor:
         task: Any,
     ) -> tuple[int, int]:
         store = self.ws.store
-        self._pseudonyms(
-            con,
-            "_pseud",
+        # links files are small: the accounts they name are pseudonymised in Python
+        pairs = con.execute(
             """
             SELECT platform_a, account_a FROM checked WHERE _reason IS NULL
             UNION SELECT platform_b, account_b FROM checked WHERE _reason IS NULL
-            """,
-            "platform",
-            None,
+            ORDER BY ALL
+            """
+        ).fetchall()
+        ps = self.ws.pseudonymiser
+        con.register(
+            "_pseud",
+            pa.table(
+                {
+                    "platform": pa.array([p for p, _ in pairs], pa.string()),
+                    "raw": pa.array([r for _, r in pairs], pa.string()),
+                    "pseud": pa.array([ps.account(p, r) for p, r in pairs], pa.string()),
+                }
+            ),
         )
         source = Path(file).name
         table = con.sql(
@@ -433,5 +401,10 @@ class Ingestor:
         return result.inserted, result.duplicates
 
 
-def _raw_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return {r[0] for r in con.execute("DESCRIBE raw").fetchall()}
+def _reason_counts(reasons: list[str]) -> dict[str, int]:
+    """Bad rows per kind of reason (the text before its first colon)."""
+    counts: dict[str, int] = {}
+    for r in reasons:
+        key = r.split(":")[0]
+        counts[key] = counts.get(key, 0) + 1
+    return counts

@@ -53,6 +53,20 @@ class Quarantine:
             con.close()
         return int(row[0]) if row else 0
 
+    def reasons(self, fingerprint: str, kind: str) -> list[str]:
+        """Reasons of the rows quarantined from one ingested file (by its fingerprint)."""
+        if not self.path.exists():
+            return []
+        con = self._connect()
+        try:
+            rows = con.execute(
+                "SELECT reason FROM quarantine WHERE fingerprint = ? AND kind = ? ORDER BY line",
+                [fingerprint, kind],
+            ).fetchall()
+        finally:
+            con.close()
+        return [str(r[0]) for r in rows]
+
     def list(self, *, limit: int = 50, file: str | None = None) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []

@@ -1,14 +1,15 @@
-"""Readers: stage one input file into a DuckDB table ``raw`` of text columns.
+"""Readers: feed one input file to the validation statement that creates ``checked``.
 
-The staging connection is private to one ingest (in memory, spilling to a temporary directory
-outside the workspace), so raw ids never touch the store. ``raw`` keeps the file's own column
-names, all ``VARCHAR``, in file order, with ``_line`` (the physical line, or the row number for
-Parquet; NULL when it must be resolved afterwards, see :meth:`Staged.resolve_lines`).
+Everything happens on a private staging connection (in memory, spilling to a temporary
+directory outside the workspace), so raw ids never touch the store. CSV and Parquet files are
+read by DuckDB inside the validation statement itself (one pass: read, parse, check); JSON
+lines, and CSV files whose bad lines need the exact path, are first staged into a table
+``raw`` of text columns (with ``_line``, the physical line) and validated from there.
 
-CSV takes a fast path through DuckDB's own reader (rows it cannot parse are recorded with their
-line). When a bad row may have shifted the records that follow it (an unterminated quote, or
-lines that do not add up), the file is read again line by line, so that one bad line costs one
-row, never the good rows after it. On that exact path a record is one physical line.
+CSV rows DuckDB cannot parse are recorded with their line. When a bad row may have shifted
+the records that follow it (an unterminated quote, or lines that do not add up), the file is
+read again line by line, so that one bad line costs one row, never the good rows after it. On
+that exact path a record is one physical line.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import bisect
 import csv
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,9 +40,30 @@ class Reject:
     raw: str | None
 
 
+@dataclass(frozen=True)
+class Source:
+    """A relation the validation statement reads: a DuckDB table function over the file, or
+    the staged table ``raw``.
+
+    ``relation`` goes in a FROM clause and holds ``params`` (in order) as ``?``; ``types`` are
+    DuckDB type names per column; ``line`` is the SQL for a row's physical line (or row
+    number), NULL when it must be resolved afterwards (see :meth:`Staged.resolve_lines`).
+    """
+
+    relation: str
+    params: list[Any]
+    columns: list[str]
+    types: dict[str, str]
+    line: str
+
+
+#: Builds the ``CREATE TABLE checked AS ...`` statement for a source.
+Build = Callable[[Source], str]
+
+
 @dataclass
 class Staged:
-    """A file staged as table ``raw`` on ``con``."""
+    """A file validated into table ``checked`` on ``con`` (``columns``: the file's own)."""
 
     con: duckdb.DuckDBPyConnection
     columns: list[str]
@@ -50,7 +73,7 @@ class Staged:
     needs_line_resolution: bool = False
 
     def resolve_lines(self, rows: np.ndarray) -> np.ndarray:
-        """Physical lines of rows (0-based order in ``raw``) when ``_line`` is NULL.
+        """Physical lines of rows (0-based order in ``checked``) when ``_line`` is NULL.
 
         Data starts on line 2 (after the header); each rejected line before a row shifts it.
         """
@@ -82,12 +105,18 @@ def staging_connection(memory_limit: str, spill_dir: Path) -> duckdb.DuckDBPyCon
     return con
 
 
-def stage(con: duckdb.DuckDBPyConnection, f: InputFile) -> Staged:
+def stage(con: duckdb.DuckDBPyConnection, f: InputFile, build: Build) -> Staged:
+    """Read ``f`` through the statement ``build`` makes, creating table ``checked``."""
     if f.fmt == "parquet":
-        return _stage_parquet(con, f.path)
+        return _stage_parquet(con, f.path, build)
     if f.fmt == "jsonl":
-        return _stage_jsonl(con, f.path)
-    return _stage_csv(con, f)
+        return _stage_jsonl(con, f.path, build)
+    return _stage_csv(con, f, build)
+
+
+def raw_source(columns: list[str]) -> Source:
+    """The staged table ``raw`` (text columns and ``_line``) as a source."""
+    return Source("raw", [], list(columns), dict.fromkeys(columns, "VARCHAR"), "_line")
 
 
 # -- CSV ------------------------------------------------------------------------------------------
@@ -112,22 +141,25 @@ def _header(path: Path, delimiter: str) -> list[str]:
     return out
 
 
-def _stage_csv(con: duckdb.DuckDBPyConnection, f: InputFile) -> Staged:
+def _stage_csv(con: duckdb.DuckDBPyConnection, f: InputFile, build: Build) -> Staged:
     columns = _header(f.path, f.delimiter)
     col_spec = (
         "{" + ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for c in columns) + "}"
     )
+    src = Source(
+        f"""read_csv(
+            ?, header = true, auto_detect = false, columns = {col_spec},
+            delim = ?, quote = '"', escape = '"', strict_mode = true,
+            null_padding = false, ignore_errors = true, store_rejects = true,
+            rejects_table = 'csv_rejects', rejects_scan = 'csv_scans')""",
+        [str(f.path), f.delimiter],
+        columns,
+        dict.fromkeys(columns, "VARCHAR"),
+        "CAST(NULL AS BIGINT)",
+    )
+    sql = build(src)  # a file-level error (a required column missing) before any reading
     try:
-        con.execute(
-            f"""
-            CREATE TABLE raw AS SELECT * FROM read_csv(
-                ?, header = true, auto_detect = false, columns = {col_spec},
-                delim = ?, quote = '"', escape = '"', strict_mode = true,
-                null_padding = false, ignore_errors = true, store_rejects = true,
-                rejects_table = 'csv_rejects', rejects_scan = 'csv_scans')
-            """,
-            [str(f.path), f.delimiter],
-        )
+        con.execute(sql, src.params)
     except duckdb.Error as exc:
         raise IngestError(f"{f.path}: cannot be read as CSV: {str(exc).splitlines()[0]}") from None
     rows = con.execute(
@@ -141,11 +173,11 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, f: InputFile) -> Staged:
         return Staged(con, columns, needs_line_resolution=True)
     multi_line = any(r[3] is not None and "\n" in r[3] for r in rows)
     unterminated = any("UNQUOTED VALUE" in (r[2] or "") for r in rows)
-    good = _scalar(con, "SELECT count(*) FROM raw")
+    good = _scalar(con, "SELECT count(*) FROM checked")
     lines_add_up = good + len(rows) == count_lines(f.path) - 1
     if multi_line or unterminated or not lines_add_up:
-        con.execute("DROP TABLE raw")
-        return _stage_csv_exact(con, f, columns)
+        con.execute("DROP TABLE checked")
+        return _stage_csv_exact(con, f, columns, build)
     rejects = [
         Reject(int(r[0]), _reject_field(r[2], r[1]), _reject_reason(r[2], r[4]), r[3]) for r in rows
     ]
@@ -170,7 +202,9 @@ def _reject_reason(kinds: str, message: str | None) -> str:
     return (message or kinds).splitlines()[0]
 
 
-def _stage_csv_exact(con: duckdb.DuckDBPyConnection, f: InputFile, columns: list[str]) -> Staged:
+def _stage_csv_exact(
+    con: duckdb.DuckDBPyConnection, f: InputFile, columns: list[str], build: Build
+) -> Staged:
     _create_raw(con, columns)
     rejects: list[Reject] = []
     buffer: list[list[Any]] = []
@@ -206,6 +240,7 @@ def _stage_csv_exact(con: duckdb.DuckDBPyConnection, f: InputFile, columns: list
             if len(buffer) >= _BATCH:
                 _flush(con, columns, buffer)
     _flush(con, columns, buffer)
+    con.execute(build(raw_source(columns)))
     return Staged(con, columns, rejects)
 
 
@@ -222,7 +257,7 @@ def _json_text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> Staged:
+def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path, build: Build) -> Staged:
     columns: list[str] = []
     _create_raw(con, columns)
     rejects: list[Reject] = []
@@ -259,6 +294,7 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> Staged:
     _flush_dicts(con, columns, buffer)
     if not parsed_any and rejects and len(rejects) == _count_nonblank(path):
         raise IngestError(f"{path}: not a JSON-lines table (no line is a JSON object)")
+    con.execute(build(raw_source(columns)))
     return Staged(con, columns, rejects)
 
 
@@ -268,16 +304,25 @@ def _count_nonblank(path: Path) -> int:
 
 
 # -- Parquet --------------------------------------------------------------------------------------
-def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> Staged:
+def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path, build: Build) -> Staged:
     try:
         described = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()
-        columns = [str(r[0]) for r in described]
-        casts = ", ".join(f"CAST({quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}" for c in columns)
-        con.execute(
-            f"CREATE TABLE raw AS SELECT {casts}, file_row_number + 1 AS _line "
-            f"FROM read_parquet(?, file_row_number = true) ORDER BY file_row_number",
-            [str(path)],
-        )
+    except duckdb.Error as exc:
+        raise IngestError(
+            f"{path}: cannot be read as Parquet: {str(exc).splitlines()[0]}"
+        ) from None
+    columns = [str(r[0]) for r in described]
+    # the insertion order is the file's order, so no ORDER BY file_row_number is needed
+    src = Source(
+        "read_parquet(?, file_row_number = true)",
+        [str(path)],
+        columns,
+        {str(r[0]): str(r[1]) for r in described},
+        "file_row_number + 1",
+    )
+    sql = build(src)
+    try:
+        con.execute(sql, src.params)
     except duckdb.Error as exc:
         raise IngestError(
             f"{path}: cannot be read as Parquet: {str(exc).splitlines()[0]}"
