@@ -207,6 +207,15 @@ def test_broken_evaluation_files_become_notes(ws):
     assert "link.json is not a linkage evaluation" in page
 
 
+def test_unusable_plot_data_costs_only_its_section(ws):
+    doc = {k: 0.5 for k in KEYS} | {"baselines": {}, "details": {"pr_curve": {"recall": "x"}}}
+    write(ws.reports_dir / LINK_EVAL_FILE, json.dumps(doc))
+    page = ws.report().read_text(encoding="utf-8")
+    assert "Linkage evaluation</h2><p class='note'>This section cannot be drawn" in page
+    assert "<code>crossrec evaluate link</code> again" in page
+    assert "<h2>5. Model</h2>" in page
+
+
 def test_recommend_evaluation_any_k():
     ev = parse_recommend_evaluation(
         {"platform": "music", "recall@20": 0.5, "ndcg@20": 0.25, "k": 20, "extra": "x"},

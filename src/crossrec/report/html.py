@@ -7,7 +7,7 @@ is escaped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from html import escape
 from typing import Any
@@ -39,13 +39,17 @@ code { background: #f2f4f8; padding: 1px 4px; border-radius: 3px; }
 
 def render(data: ReportData) -> str:
     """The whole page for ``data``."""
-    sections = [
-        _overview(data),
-        _link(data),
-        _recommend(data),
-        _account_map(data),
-        _model(data),
-    ]
+    sections = []
+    for section, title, command in _SECTIONS:
+        try:
+            sections.append(section(data))
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            # one unreadable input must not cost the whole report
+            sections.append(
+                f"<h2>{escape(title)}</h2><p class='note'>This section cannot be drawn from "
+                f"its data ({escape(type(exc).__name__)}: {escape(str(exc))}); run "
+                f"<code>{escape(command)}</code> again to rewrite it.</p>"
+            )
     return (
         "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
@@ -267,6 +271,17 @@ def _model(data: ReportData) -> str:
             + "</details>"
         )
     return "\n".join(parts)
+
+
+#: Per section: its heading and the command that rewrites its data, for when a file holds
+#: something the section cannot draw (hand-edited, or written by another crossrec release).
+_SECTIONS: tuple[tuple[Callable[[ReportData], str], str, str], ...] = (
+    (_overview, "1. Data overview", "crossrec ingest"),
+    (_link, "2. Linkage evaluation", "crossrec evaluate link"),
+    (_recommend, "3. Recommendation evaluation", "crossrec evaluate recommend"),
+    (_account_map, "4. Account map", "crossrec train"),
+    (_model, "5. Model", "crossrec train"),
+)
 
 
 # -- pieces ---------------------------------------------------------------------------------------

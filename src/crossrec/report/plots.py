@@ -63,16 +63,22 @@ def events_per_account(counts: Mapping[str, np.ndarray]) -> str:
     from matplotlib.ticker import FuncFormatter
 
     top = max((int(c.max()) for c in counts.values() if c.size), default=1)
+    low = min((int(c.min()) for c in counts.values() if c.size), default=1)
     # half-integer edges: every whole count falls inside one bin, none between two
     edges = np.unique(np.geomspace(1, top + 1, 40).round()) - 0.5
     for i, (name, c) in enumerate(counts.items()):
         if c.size:
             ax.hist(c, bins=edges.tolist(), histtype="step", lw=1.8, color=_colour(i), label=name)
     ax.set_xscale("log")
+    ax.set_xlim(max(low, 1) - 0.5, top + 0.5)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    # plain numbers at 2 and 5 of each decade, so a narrow range still has labels
+    ax.xaxis.set_minor_formatter(
+        FuncFormatter(lambda v, _: f"{v:g}" if _leading(v) in (2, 5) else "")
+    )
     ax.set_xlabel("events per account")
     ax.set_ylabel("accounts")
-    ax.legend(frameon=False)
+    _legend(ax, frameon=False)
     ax.set_title("Events per account")
     return to_data_uri(fig)
 
@@ -98,7 +104,7 @@ def score_histogram(
         ax.axvline(threshold, color="black", ls="--", lw=1, label=f"threshold {threshold:.3f}")
     ax.set_xlabel("linkage probability")
     ax.set_ylabel("share of pairs")
-    ax.legend(frameon=False)
+    _legend(ax, frameon=False)
     ax.set_title("Scores of true and false candidate pairs")
     return to_data_uri(fig)
 
@@ -126,7 +132,7 @@ def pr_curve(
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
-    ax.legend(frameon=False, loc="best", fontsize=8)
+    _legend(ax, frameon=False, loc="best", fontsize=8)
     ax.set_title("Precision-recall of asserted links")
     return to_data_uri(fig)
 
@@ -155,7 +161,7 @@ def calibration(bins: Mapping[str, Sequence[Any]]) -> str:
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("mean predicted probability")
     ax.set_ylabel("observed share of true pairs")
-    ax.legend(frameon=False, loc="upper left")
+    _legend(ax, frameon=False, loc="lower right", fontsize=8)
     ax.set_title("Calibration")
     return to_data_uri(fig)
 
@@ -185,7 +191,7 @@ def metric_bars(
     ax.set_xticks(x, list(metrics))
     ax.set_ylabel("value")
     ax.set_ylim(0, max(1e-9, *(v or 0.0 for d in methods.values() for v in d.values())) * 1.2)
-    ax.legend(frameon=False, fontsize=8)
+    _legend(ax, frameon=False, fontsize=8)
     ax.set_title(title)
     return to_data_uri(fig)
 
@@ -201,7 +207,7 @@ def account_map(xy: np.ndarray, platform: np.ndarray, explained: tuple[float, fl
         )
     ax.set_xlabel(f"PC 1 ({explained[0]:.0%} of variance)")
     ax.set_ylabel(f"PC 2 ({explained[1]:.0%} of variance)")
-    ax.legend(frameon=False, markerscale=2)
+    _legend(ax, frameon=False, markerscale=2)
     ax.set_title("Accounts in the shared sequence space")
     return to_data_uri(fig)
 
@@ -230,9 +236,20 @@ def loss_curves(epochs: Sequence[Mapping[str, Any]]) -> str:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
-    ax.legend(frameon=False, fontsize=8)
+    _legend(ax, frameon=False, fontsize=8)
     ax.set_title("Sequence encoder training")
     return to_data_uri(fig)
+
+
+def _leading(v: float) -> int:
+    """Leading digit of a positive number (2 for 200, 5 for 0.5)."""
+    return int(np.round(v / 10 ** np.floor(np.log10(v)))) if v > 0 else 0
+
+
+def _legend(ax: Axes, **kwargs: Any) -> None:
+    """A legend when something is labelled (an empty one only draws a warning)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
 
 
 def _colour(i: int) -> str:
