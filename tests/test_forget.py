@@ -51,7 +51,9 @@ def _world(out: Path) -> dict[str, list[dict[str, str]]]:
     build_split(
         Dataset("ml-few", events, items),
         out,
-        SplitConfig(platforms=2, names=PLATFORMS, single_fraction=0.2, anchor_fraction=0.5, seed=1),
+        SplitConfig(
+            platforms=2, names=PLATFORMS, single_fraction=0.2, anchor_fraction=0.15, seed=1
+        ),
     )
     return {
         name: list(csv.DictReader((out / f"{name}.csv").open(encoding="utf-8")))
