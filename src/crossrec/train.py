@@ -144,6 +144,7 @@ def _train_cf(
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     from crossrec.represent.cf import CFModel
     from crossrec.represent.interactions import build_interactions
+    from crossrec.represent.itemknn import fit_item_knn, save_item_knn
 
     cfg = ws.config.train
     vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -158,6 +159,7 @@ def _train_cf(
         directory = out / "cf" / platform
         inter.save(directory)
         model.save(directory)
+        save_item_knn(fit_item_knn(inter.matrix), directory)
         vectors[platform] = (inter.accounts, model.user_factors)
         metrics["cf"][platform] = {
             "accounts": int(inter.matrix.shape[0]),

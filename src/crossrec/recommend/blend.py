@@ -29,10 +29,12 @@ BLEND_FILE = "blend.json"
 DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
     "warm": {
         "own_cf": 1.0,
+        "own_items": 1.0,
         "own_seq": 0.25,
         "linked_seq": 0.1,
         "linked_map": 0.1,
         "linked_text": 0.1,
+        "linked_neighbours": 0.25,
         "neighbours": 0.25,
         "popularity": 0.1,
     },
@@ -40,6 +42,7 @@ DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
         "linked_seq": 0.5,
         "linked_map": 1.0,
         "linked_text": 0.5,
+        "linked_neighbours": 1.0,
         "neighbours": 0.5,
         "popularity": 0.5,
     },

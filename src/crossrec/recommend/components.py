@@ -4,12 +4,16 @@ For an account on platform P (the *query*), each component scores every item of 
 catalogue, or is absent when the account gives it nothing to work with:
 
 - ``own_cf``: its own CF vector on P against P's item factors;
+- ``own_items``: items like the ones it had on P (item-to-item BM25 neighbours);
 - ``own_seq``: its own vector in the shared sequence space against P's item vectors;
 - ``linked_seq``: the link-weighted mean sequence vector of the person's other accounts;
 - ``linked_map``: those accounts' CF vectors mapped into P's CF user space by a ridge map learned
   from linked persons (EMCDR-style), against P's item factors;
 - ``linked_text``: the items those accounts consumed, carried into P's catalogue through the
   text alignment (similar titles);
+- ``linked_neighbours``: what the persons whose accounts elsewhere look most like the
+  linked accounts (cosine of IDF-weighted histories on that platform) consumed on P —
+  cross-domain user-kNN through the persons active on both platforms;
 - ``neighbours``: what the nearest accounts of P in the shared space consumed on P;
 - ``popularity``: how many accounts of P touched the item.
 
@@ -23,16 +27,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+import scipy.sparse as sp
 
 if TYPE_CHECKING:
     from crossrec.recommend.parts import Linked, PlatformParts, RecommendParts
 
 COMPONENTS: tuple[str, ...] = (
     "own_cf",
+    "own_items",
     "own_seq",
     "linked_seq",
     "linked_map",
     "linked_text",
+    "linked_neighbours",
     "neighbours",
     "popularity",
 )
@@ -51,6 +58,7 @@ class Query:
     """
 
     platform: str
+    account: str | None = None
     own_cf: np.ndarray | None = None
     own_seq: np.ndarray | None = None
     seen: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -103,6 +111,13 @@ def component_scores(
     out: dict[str, np.ndarray] = {"popularity": p.popularity}
     if query.own_cf is not None:
         out["own_cf"] = p.cf.item_factors @ query.own_cf
+    if len(query.seen) and p.item_knn is not None:
+        from crossrec.represent.itemknn import scores
+
+        cols, conf = p.history(query.account) if query.account is not None else (query.seen, None)
+        if conf is None or len(cols) == 0:
+            cols, conf = query.seen, np.ones(len(query.seen), np.float32)
+        out["own_items"] = scores(p.item_knn, cols, conf)
     if query.own_seq is not None and p.seq_items.shape[1]:
         out["own_seq"] = p.seq_items @ query.own_seq
     linked = [entry for entry in query.linked if entry[0] != query.platform]
@@ -115,6 +130,9 @@ def component_scores(
     text = _linked_text(parts, p, linked)
     if text is not None:
         out["linked_text"] = text
+    bridged = _linked_neighbours(parts, p, linked, query.account, n_neighbours)
+    if bridged is not None:
+        out["linked_neighbours"] = bridged
     probe = query.own_seq if query.own_seq is not None else seq_vec
     if probe is not None:
         near = _neighbours(parts, p, probe, query.exclude_rows, n_neighbours)
@@ -161,6 +179,99 @@ def _linked_text(
         total = w * vec if total is None else total + w * vec
     if total is None or not np.any(total):
         return None
+    return total
+
+
+@dataclass
+class Bridges:
+    """Accounts of Q linked to an account of P with history on P: their IDF-weighted,
+    unit-length binary histories on Q ``(n_bridges, n_items_Q)``, the P account of each and
+    its binary history on P ``(n_bridges, n_items_P)``."""
+
+    q_rows: sp.csr_matrix
+    idf: np.ndarray
+    p_accounts: np.ndarray
+    p_rows: sp.csr_matrix
+
+
+def bridges(parts: RecommendParts, q_name: str, p_name: str) -> Bridges | None:
+    """The (cached) bridges from Q to P; None when no person is on both with history."""
+    key = ("bridges", q_name, p_name)
+    if key in parts.cache:
+        return parts.cache[key]
+    q, p = parts.platforms[q_name], parts.platforms[p_name]
+    q_idx: list[int] = []
+    p_idx: list[int] = []
+    p_acc: list[str] = []
+    for (platform, account), linked in parts.links.items():
+        if platform != q_name:
+            continue
+        rq = q.row(account)
+        if rq is None:
+            continue
+        for other, b, _ in linked:
+            rp = p.row(b) if other == p_name else None
+            if rp is not None:
+                q_idx.append(rq)
+                p_idx.append(rp)
+                p_acc.append(b)
+    result = None
+    if q_idx:
+        xq = q.matrix.matrix
+        idf = np.log((1.0 + xq.shape[0]) / (1.0 + np.diff(xq.tocsc().indptr))).astype(np.float32)
+        rows = _binary(xq[np.asarray(q_idx)]) @ sp.diags(idf)
+        result = Bridges(
+            _unit_rows(sp.csr_matrix(rows)),
+            idf,
+            np.asarray(p_acc),
+            _binary(p.matrix.matrix[np.asarray(p_idx)]),
+        )
+    parts.cache[key] = result
+    return result
+
+
+def _binary(m: sp.spmatrix) -> sp.csr_matrix:
+    out = sp.csr_matrix(m, dtype=np.float32, copy=True)
+    out.data[:] = 1.0
+    return out
+
+
+def _unit_rows(m: sp.csr_matrix) -> sp.csr_matrix:
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return sp.csr_matrix(sp.diags(1.0 / norms) @ m)
+
+
+def _linked_neighbours(
+    parts: RecommendParts,
+    p: PlatformParts,
+    linked: list[Linked],
+    account: str | None,
+    n: int,
+) -> np.ndarray | None:
+    total: np.ndarray | None = None
+    for platform, other, weight in linked:
+        q = parts.platforms.get(platform)
+        if q is None:
+            continue
+        br = bridges(parts, platform, p.name)
+        cols, _ = q.history(other)
+        if br is None or len(cols) == 0:
+            continue
+        vec = np.zeros(len(br.idf), np.float32)
+        vec[cols] = br.idf[cols]
+        norm = np.linalg.norm(vec)
+        if norm == 0:
+            continue
+        sims = br.q_rows @ (vec / norm)
+        sims[br.p_accounts == account] = -np.inf  # never the account's own history on P
+        m = min(n, len(sims))
+        top = np.argpartition(-sims, m - 1)[:m]
+        top = top[sims[top] > 0]
+        if len(top) == 0:
+            continue
+        scores = np.asarray(sims[top] @ br.p_rows[top].toarray()).ravel() * weight
+        total = scores if total is None else total + scores
     return total
 
 

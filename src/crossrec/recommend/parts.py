@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -40,6 +40,7 @@ class PlatformParts:
     seq_items : np.ndarray, shape (n_items, d) float32 — sequence item vectors by column
         (zero rows for items the encoder does not know).
     popularity : np.ndarray, shape (n_items,) float64 — log(1 + accounts that touched it).
+    item_knn : scipy.sparse.csr_matrix (n_items, n_items) or None — item-to-item similarity.
     titles : dict column -> title (items with one).
     """
 
@@ -48,6 +49,7 @@ class PlatformParts:
     cf: CFModel
     seq_items: np.ndarray
     popularity: np.ndarray
+    item_knn: sp.csr_matrix | None = None
     titles: dict[int, str] = field(default_factory=dict)
     #: Accounts updated online since training: pseudonym -> (seen columns, confidences).
     updated: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
@@ -90,6 +92,8 @@ class RecommendParts:
     #: (platform, account) -> its linked accounts on other platforms.
     links: dict[tuple[str, str], list[Linked]]
     seq_index: dict[str, VectorIndex]
+    #: Derived structures built on first use (e.g. bridges between platforms).
+    cache: dict[Any, Any] = field(default_factory=dict)
 
     def platform(self, name: str) -> PlatformParts:
         from crossrec.errors import NotFoundError
@@ -112,6 +116,7 @@ class RecommendParts:
         from crossrec.index import load_index
         from crossrec.represent.cf import CFModel
         from crossrec.represent.interactions import InteractionMatrix
+        from crossrec.represent.itemknn import load_item_knn
         from crossrec.represent.profiles import AccountProfiles
 
         if not (model_dir / "accounts").is_dir():
@@ -149,6 +154,7 @@ class RecommendParts:
                 cf=cf,
                 seq_items=seq_items,
                 popularity=np.log1p(touched.astype(np.float64)),
+                item_knn=load_item_knn(directory),
                 titles={by_item[it]: t for it, t in titles.get(name, {}).items() if it in by_item},
             )
         alignment = _alignment(model_dir, platforms)

@@ -41,7 +41,7 @@ def explain(
     ``component`` (the one that contributed most to the item's blended score)."""
     p = parts.platform(query.platform)
     here = p.name
-    if component == "own_cf" or component == "own_seq":
+    if component in ("own_cf", "own_items", "own_seq"):
         best = _closest_seen(p, query, column)
         if best is not None:
             return f"similar to {_q(p.label(best))}, which you {verb(p)} on {here}"
@@ -65,10 +65,15 @@ def _q(label: str) -> str:
 
 
 def _closest_seen(p: PlatformParts, query: Query, column: int) -> int | None:
-    """The seen item whose CF factors (else sequence vectors) are closest to ``column``."""
+    """The seen item most similar to ``column``: by item neighbours, else CF factors, else
+    sequence vectors."""
     seen = np.asarray(query.seen, dtype=np.int64)
     if len(seen) == 0:
         return None
+    if p.item_knn is not None:
+        sims = np.asarray(p.item_knn[seen][:, column].todense()).ravel()
+        if np.any(sims > 0):
+            return int(seen[int(np.argmax(sims))])
     for table in (p.cf.item_factors, p.seq_items):
         if table.shape[1] == 0:
             continue

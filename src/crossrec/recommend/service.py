@@ -105,6 +105,7 @@ class Recommender:
         seen, _ = p.history(account)
         return Query(
             platform=platform,
+            account=account,
             own_cf=own_cf,
             own_seq=own_seq,
             seen=seen.astype(np.int64),
@@ -188,6 +189,7 @@ class Recommender:
             links = read_links(self.store)
             with self._lock:
                 self.parts.links = links
+                self.parts.cache.clear()
 
     def forget(self, accounts: list[tuple[str, str]]) -> None:
         """Drop every cached trace of erased accounts (their own vectors, history, links)."""
@@ -198,6 +200,7 @@ class Recommender:
                 if p is not None:
                     p.updated[account] = (np.zeros(0, np.int32), np.zeros(0, np.float32))
                 self.parts.links.pop((platform, account), None)
+            self.parts.cache.clear()
             erased = set(map(tuple, accounts))
             for key, linked in list(self.parts.links.items()):
                 kept = [entry for entry in linked if (entry[0], entry[1]) not in erased]

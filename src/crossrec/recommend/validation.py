@@ -68,8 +68,8 @@ def tune_blend(
             weights.weights.setdefault(name, {})[regime] = tuned
             figures[regime] = {
                 "accounts": len(examples),
-                "ndcg@10_default": round(start, 5),
-                "ndcg@10_tuned": round(best, 5),
+                "ndcg@10_default": round(float(start), 5),
+                "ndcg@10_tuned": round(float(best), 5),
                 "ndcg@10_single": _singles(examples),
                 "weights": tuned,
             }
@@ -87,7 +87,7 @@ def _singles(examples: list[Example]) -> dict[str, float]:
         if any(np.any(ex.z[i]) for ex in examples):
             w = np.zeros(len(COMPONENTS))
             w[i] = 1.0
-            out[c] = round(ndcg(examples, w), 5)
+            out[c] = round(float(ndcg(examples, w)), 5)
     return out
 
 
@@ -101,6 +101,7 @@ def _warm_examples(
     rng: np.random.Generator,
 ) -> list[Example]:
     from crossrec.represent.cf import CFModel
+    from crossrec.represent.itemknn import fit_item_knn
 
     p = parts.platforms[name]
     m = p.matrix.matrix.tocsr()
@@ -125,9 +126,14 @@ def _warm_examples(
     matrix = dataclasses.replace(p.matrix, matrix=m_train)
     touched = np.diff(m_train.tocsc().indptr)
     refit = dataclasses.replace(
-        p, matrix=matrix, cf=cf, popularity=np.log1p(touched.astype(np.float64)), updated={}
+        p,
+        matrix=matrix,
+        cf=cf,
+        popularity=np.log1p(touched.astype(np.float64)),
+        item_knn=fit_item_knn(m_train) if p.item_knn is not None else None,
+        updated={},
     )
-    vparts = dataclasses.replace(parts, platforms={**parts.platforms, name: refit})
+    vparts = dataclasses.replace(parts, platforms={**parts.platforms, name: refit}, cache={})
     orders = _item_orders(events, name, p.matrix.accounts[rows])
     examples: list[Example] = []
     for r in rows.tolist():
@@ -142,6 +148,7 @@ def _warm_examples(
         prow = parts.profiles.row(name, account)
         query = Query(
             platform=name,
+            account=account,
             own_cf=cf.user_factors[r],
             own_seq=own_seq,
             seen=seen.astype(np.int64),
@@ -186,6 +193,7 @@ def _cold_examples(
             prow = parts.profiles.row(name, account)
             query = Query(
                 platform=name,
+                account=account,
                 linked=parts.linked(name, account),
                 exclude_rows=frozenset({prow} if prow is not None else ()),
             )
