@@ -237,6 +237,8 @@ def scan(root: Path, strings: list[str]) -> dict[str, list[str]]:
 
 # -- tests ----------------------------------------------------------------------------------------
 def test_forget_returns_the_erased_accounts_and_when(forgotten):
+    from crossrec.workspace import Workspace
+
     f = forgotten
     assert f.one["accounts"] == [[f.alone[0], f.pseud[f.alone]]]
     assert sorted(map(tuple, f.whole["accounts"])) == sorted((k[0], f.pseud[k]) for k in f.person)
@@ -254,6 +256,10 @@ def test_forget_returns_the_erased_accounts_and_when(forgotten):
     assert removed["models"]["v0001"]["accounts"] == 1
     # the person's other account had a bad row too: found though only its pseudonym was known
     assert f.whole["removed"]["quarantine"] == 2
+    with Workspace(f.root) as ws:
+        assert ws.quarantine().count() == f.before.quarantined - 3
+        assert ws.store.read("links").num_rows < f.before.links
+        assert ws.store.read("account_identifiers").num_rows == f.before.identifiers - 1
 
 
 def test_links_says_no_account_for_the_erased_and_others_are_unaffected(forgotten):
