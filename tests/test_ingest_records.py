@@ -211,6 +211,13 @@ def test_attribute_values_are_kept_as_text_like_json_lines(ws, tmp_path):
     assert attrs[0] == attrs[1]
 
 
+def test_rules_also_run_as_a_materialised_table(ws):
+    """The path taken if the rules' SQL ever stops being one ``CREATE TABLE ... AS`` query."""
+    ws.record_ingestor._checked_from = None
+    s = ws.ingest_records("p", [{"account": "a", "item": "x"}, {"account": "b"}], source="h")
+    assert (s.accepted, s.quarantined) == (1, 1)
+
+
 def test_bad_platform_and_empty_batch(ws):
     with pytest.raises(InputError, match="platform name"):
         ws.ingest_records("bad platform!", [{"account": "a", "item": "x"}], source="http")

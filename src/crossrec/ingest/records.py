@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from crossrec import schema
-from crossrec.errors import InputError
+from crossrec.errors import InputError, WorkspaceError
 from crossrec.ingest import validate
 from crossrec.ingest.pipeline import check_platform
 from crossrec.ingest.readers import staging_connection
@@ -55,14 +55,7 @@ _CANONICAL_KEYS = frozenset(schema.EVENT_FIELDS)
 _STAGED = (*schema.EVENT_FIELDS, "_platform", "_attrs")
 _COLUMN_MAP = validate.ColumnMap({f: f for f in schema.EVENT_FIELDS}, ["_platform", "_attrs"])
 _RAW_SCHEMA = pa.schema([("_line", pa.int64())] + [(c, pa.string()) for c in _STAGED])
-# the store computes each event's identity (crossrec.store.event_keys) and drops repeats
-_GOOD_SQL = """
-    SELECT c._platform AS platform, p.pseud AS account, c.item, c.event_type, c.value, c.ts,
-        c.event_id, c._row AS seq, CAST(c._attrs AS JSON) AS attrs
-    FROM checked c JOIN _pseud p ON p.platform = c._platform AND p.raw = c.account_raw
-    WHERE c._reason IS NULL
-    ORDER BY c._row
-"""
+_QUARANTINE_WAIT_S = 30.0  # how long a batch waits for a reader to release the quarantine
 _PSEUDONYM_CACHE = 100_000  # accounts remembered between batches (a stream repeats them)
 
 
@@ -254,9 +247,14 @@ class RecordIngestor:
         self._pseud_cache: dict[tuple[str, str], str] = {}
         cfg = ws.config
         self._personal = frozenset(cfg.privacy.personal_columns)
-        self._checked_sql = validate.events_sql(
+        checked_sql = validate.events_sql(
             _COLUMN_MAP, cfg.ingest.timestamp_min, cfg.ingest.timestamp_max, has_line=True
         )
+        # the rules' query read without materialising its result: one statement less a batch
+        # (None: run the statement as it is and read its table)
+        head, found, query = checked_sql.partition("CREATE TABLE checked AS")
+        self._checked_from = f"({query})" if found and not head.strip() else None
+        self._checked_sql = checked_sql
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
@@ -380,24 +378,29 @@ class RecordIngestor:
                 con.execute("CREATE OR REPLACE TABLE raw AS SELECT * FROM _in")
             finally:
                 con.unregister("_in")
-            con.execute("DROP TABLE IF EXISTS checked")
-            con.execute(self._checked_sql)
-            rows = con.execute(
-                "SELECT _line, _platform, account_raw, _field, _reason FROM checked ORDER BY _row"
-            ).fetchall()
-            raws: set[tuple[str, str]] = set()
-            for line, platform, account, fld, reason in rows:
+            checked = self._check(con)
+            lines = checked["_line"].to_pylist()
+            plats = checked["_platform"].to_pylist()
+            accounts = checked["account_raw"].to_pylist()
+            fields = checked["_field"].to_pylist()
+            why = checked["_reason"].to_pylist()
+            keep: list[bool] = []
+            pairs: list[tuple[str, str]] = []
+            for line, platform, account, fld, reason in zip(
+                lines, plats, accounts, fields, why, strict=True
+            ):
+                keep.append(reason is None)
                 if reason is not None:
                     src, fp, num = origins[line]
                     bad.append(Bad(src, fp, num, platform, fld, reason, raw_of(line)))
                     continue
-                valid += 1
-                raws.add((platform, account))
+                pairs.append((platform, account))
                 for kind, value in personal.get(line, {}).items():
                     idents.append((platform, account, kind, value))
+            valid = len(pairs)
             if valid:
-                pseud = self._pseudonyms(raws)
-                good = self._good(con, pseud)
+                pseud = self._pseudonyms(set(pairs))
+                good = _good(checked.filter(pa.array(keep, pa.bool_())), [pseud[k] for k in pairs])
         self._quarantine(bad)  # before the store commits: a replayed batch re-adds nothing
         accepted = duplicates = 0
         store = self.ws.store
@@ -468,23 +471,20 @@ class RecordIngestor:
         )
         return table, personal
 
-    def _good(self, con: duckdb.DuckDBPyConnection, pseud: dict[tuple[str, str], str]) -> pa.Table:
-        """Canonical event rows of the valid records, first occurrence per event identity;
-        ``seq`` is still relative to the batch."""
-        con.register(
-            "_pseud",
-            pa.table(
-                {
-                    "platform": pa.array([k[0] for k in pseud], pa.string()),
-                    "raw": pa.array([k[1] for k in pseud], pa.string()),
-                    "pseud": pa.array(list(pseud.values()), pa.string()),
-                }
-            ),
+    def _check(self, con: duckdb.DuckDBPyConnection) -> pa.Table:
+        """The rules run over ``raw``: every staged row with its parsed fields, ``_field`` and
+        ``_reason`` (NULL for a good row), in staging order."""
+        cols = (
+            "_row, _line, _platform, account_raw, item, event_type, value, ts, event_id, "
+            "_attrs, _field, _reason"
         )
-        try:
-            return con.sql(_GOOD_SQL).to_arrow_table()
-        finally:
-            con.unregister("_pseud")
+        if self._checked_from is not None:
+            return con.sql(
+                f"SELECT {cols} FROM {self._checked_from} ORDER BY _row"
+            ).to_arrow_table()
+        con.execute("DROP TABLE IF EXISTS checked")
+        con.execute(self._checked_sql)
+        return con.sql(f"SELECT {cols} FROM checked ORDER BY _row").to_arrow_table()
 
     def _identifiers(
         self, idents: list[tuple[str, str, str, str]], pseud: dict[tuple[str, str], str]
@@ -537,7 +537,39 @@ class RecordIngestor:
                 ),
             }
         )
-        self.ws.quarantine().add(table)
+        quarantine = self.ws.quarantine()
+        deadline = time.monotonic() + _QUARANTINE_WAIT_S
+        while True:
+            try:
+                quarantine.add(table)
+                return
+            except duckdb.IOException as exc:
+                # another process reads it (``crossrec quarantine list``): wait, then give up
+                if time.monotonic() >= deadline:
+                    raise WorkspaceError(
+                        f"cannot write the quarantine {quarantine.path}: "
+                        f"{str(exc).splitlines()[0]}",
+                        hint="another process holds it open; stop it and retry",
+                    ) from None
+                time.sleep(0.05)
+
+
+def _good(valid: pa.Table, accounts: list[str]) -> pa.Table:
+    """Canonical event rows (``schema.EVENTS`` columns) of the valid checked rows; ``seq`` is
+    still relative to the batch; the store derives the identity where ``event_id`` is NULL."""
+    return pa.table(
+        {
+            "platform": valid["_platform"],
+            "account": pa.array(accounts, pa.string()),
+            "item": valid["item"],
+            "event_type": valid["event_type"],
+            "value": valid["value"],
+            "ts": valid["ts"],
+            "event_id": valid["event_id"],
+            "seq": valid["_row"].cast(pa.int64()),
+            "attrs": valid["_attrs"],
+        }
+    )
 
 
 def _seen(good: pa.Table) -> pa.Table:
