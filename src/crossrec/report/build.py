@@ -154,9 +154,11 @@ def _gather_overview(ws: Workspace, data: ReportData) -> None:
             )
         )
     pairs: dict[tuple[str, str], int] = {}
-    for a, b in zip(links["platform_a"].to_pylist(), links["platform_b"].to_pylist(), strict=True):
+    counted = links.group_by(["platform_a", "platform_b"]).aggregate([("platform_a", "count")])
+    for row in counted.to_pylist():  # one row per platform pair and direction
+        a, b = row["platform_a"], row["platform_b"]
         key = (min(a, b), max(a, b))
-        pairs[key] = pairs.get(key, 0) + 1
+        pairs[key] = pairs.get(key, 0) + int(row["platform_a_count"])
     data.overview = Overview(
         platforms=platforms,
         known_links=dict(sorted(pairs.items())),
