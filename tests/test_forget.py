@@ -493,3 +493,52 @@ def test_quarantine_tokens_cover_json_values_and_csv_fields():
     assert set(_tokens('{"uid": " u42 ", "mid": "m1", "n": 3}')) >= {"u42", "m1", "3"}
     assert set(_tokens('u42,"m1",not-a-number')) >= {"u42", "m1", "not-a-number"}
     assert _tokens(None) == []
+
+
+def test_a_run_cut_short_after_the_commit_is_finished_by_the_next(ws, tmp_path, monkeypatch):
+    import crossrec.store.duckdb as duck
+    from crossrec.errors import NotFoundError
+    from crossrec.forget_models import find_traces
+
+    events = tmp_path / "e.csv"
+    events.write_text("account,item,value\nu1,m1,4\nu2,m1,3\nu2,m2,5\nu3,m2,1\n")
+    ws.ingest_events("video", events)
+    gone, kept = ws.account_id("video", "u2"), ws.account_id("video", "u3")
+    real = duck.rebuild_database
+
+    def crash(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(duck, "rebuild_database", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ws.forget("video", "u2")
+    monkeypatch.setattr(duck, "rebuild_database", real)
+    ws.close()
+    # committed: the account is gone from the tables; the next run rewrites the file first
+    with pytest.raises(NotFoundError):
+        ws.forget("video", "u2")
+    assert find_traces(ws.root, [gone]) == []
+    assert find_traces(ws.root, [kept]) == ["crossrec.duckdb"]
+    assert ws.forget("video", "u3")["leftovers"] == []
+
+
+def test_recover_puts_back_a_directory_moved_aside(tmp_path):
+    from crossrec.forget_models import recover, rewrite_dir
+
+    d = tmp_path / "v0001" / "accounts"
+    d.mkdir(parents=True)
+    (d / "a.txt").write_text("old")
+    rewrite_dir(d, lambda tmp: (tmp / "a.txt").write_text("new"))
+    assert (d / "a.txt").read_text() == "new" and sorted(p.name for p in d.parent.iterdir()) == [
+        "accounts"
+    ]
+    # a crash between the two renames: the original moved aside, the copy half written
+    (d.parent / ".accounts.forget-old").mkdir()
+    (d.parent / ".accounts.forget-old" / "a.txt").write_text("new")
+    (d.parent / ".accounts.forget-new").mkdir()
+    for f in d.iterdir():
+        f.unlink()
+    d.rmdir()
+    recover(tmp_path)
+    assert sorted(p.name for p in d.parent.iterdir()) == ["accounts"]
+    assert (d / "a.txt").read_text() == "new"

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 Key = tuple[str, str]
 _LINK_COLUMNS = ["platform_a", "account_a", "platform_b", "account_b"]
 _BATCH = 10_000
+#: Meta key set by the erasing transaction and cleared once the store file is rewritten.
+_PENDING = "forget_pending"
 
 
 def forget(ws: Workspace, platform: str, raw_id: str, *, person: bool = False) -> dict[str, Any]:
@@ -69,9 +71,10 @@ def forget(ws: Workspace, platform: str, raw_id: str, *, person: bool = False) -
     CapacityError
         With ``person``: the linked accounts exceed ``link.max_component_size``.
     """
-    from crossrec.workspace import QUARANTINE_FILE, STORE_FILE
-
     store = ws.store
+    if store.get_meta(_PENDING):  # a run stopped between its commit and the rewrite
+        _rewrite_store(ws)
+        store = ws.store
     account = ws.account_id(platform, raw_id)
     if not _known(store, platform, account):
         raise NotFoundError(
@@ -100,12 +103,8 @@ def forget(ws: Workspace, platform: str, raw_id: str, *, person: bool = False) -
         affected = _persons_of(persons, keys)
         tables = store.erase_accounts(sorted(keys))
         split = _split_persons(store, affected)
-    store.checkpoint()
-    _rewrite_store(ws, ws.root / STORE_FILE)
-    if quarantine:
-        from crossrec.store.duckdb import rebuild_database
-
-        rebuild_database(ws.root / QUARANTINE_FILE)
+        store.set_meta(_PENDING, deleted_until)
+    _rewrite_store(ws)
     return {
         "deleted_until": deleted_until,
         "accounts": [[p, a] for p, a in sorted(keys)],
@@ -293,13 +292,16 @@ def _erase_quarantine(ws: Workspace, keys: set[Key]) -> int:
     hits: list[tuple[str, str, int]] = []
     con = duckdb.connect(str(path))
     try:
-        cur = con.execute("SELECT fingerprint, kind, line, platform, raw, reason FROM quarantine")
+        cur = con.execute(
+            "SELECT fingerprint, kind, line, platform, raw, reason FROM quarantine "
+            f"WHERE platform IS NULL OR platform IN ({', '.join('?' * len(platforms))})",
+            platforms,
+        )
         while batch := cur.fetchmany(_BATCH):
             for fp, kind, line, plat, raw, reason in batch:
-                candidates = [plat] if plat is not None else platforms
                 tokens = _tokens(raw) + _tokens(reason)
-                for p in candidates:
-                    if p in platforms and any((p, a) in keys for a in ps.accounts(p, tokens)):
+                for p in [plat] if plat is not None else platforms:
+                    if any((p, a) in keys for a in ps.accounts(p, tokens)):
                         hits.append((fp, kind, line))
                         break
         if hits:
@@ -321,16 +323,26 @@ def _erase_quarantine(ws: Workspace, keys: set[Key]) -> int:
             con.execute("FORCE CHECKPOINT")
     finally:
         con.close()
+    if hits:  # at once: a later run would find no row to delete, hence nothing to rewrite
+        from crossrec.store.duckdb import rebuild_database
+
+        rebuild_database(path)
     return len(hits)
 
 
 # -- store bytes -----------------------------------------------------------------------------------
-def _rewrite_store(ws: Workspace, path: Any) -> None:
-    """Copy the store into a fresh file (DuckDB keeps deleted rows' bytes after a checkpoint);
-    the workspace reopens it on next use."""
+def _rewrite_store(ws: Workspace) -> None:
+    """Copy the store into a fresh file (DuckDB keeps deleted rows' bytes after a checkpoint),
+    then clear the pending mark the erasing transaction set; the workspace reopens the store
+    on next use."""
     from crossrec.store.duckdb import DuckDBStore, rebuild_database
+    from crossrec.workspace import STORE_FILE
 
-    if not isinstance(ws.store, DuckDBStore):
-        return
-    ws.close()
-    rebuild_database(path)
+    store = ws.store
+    if isinstance(store, DuckDBStore):
+        store.checkpoint()
+        ws.close()
+        rebuild_database(ws.root / STORE_FILE)
+        store = ws.store
+    store.set_meta(_PENDING, "")
+    store.checkpoint()
