@@ -17,8 +17,10 @@ What goes, for every erased ``(platform, pseudonym)``:
 Finally every file of the workspace is scanned for the pseudonyms (as UTF-8 and as numpy's
 UTF-32); what still holds one is listed in ``leftovers``.
 
-The order makes a crash safe to retry: model files first, the store last, so until the
-store forgets the account, running ``forget`` again finds it and finishes the job.
+The order makes a crash safe to retry: model files and the quarantine first, the store last,
+so until the store forgets the account, running ``forget`` again finds it and finishes the
+job. The erasing transaction also sets a mark that the store file's rewrite clears; a run
+that finds the mark set (a crash between the two) rewrites the file before anything else.
 
 A long-running process that holds model objects or store connections must drop them after
 :func:`forget` returns: model files were rewritten in place (profile rows renumbered) and the
