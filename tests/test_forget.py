@@ -542,3 +542,22 @@ def test_recover_puts_back_a_directory_moved_aside(tmp_path):
     recover(tmp_path)
     assert sorted(p.name for p in d.parent.iterdir()) == ["accounts"]
     assert (d / "a.txt").read_text() == "new"
+
+
+def test_reports_are_redacted_and_traces_found_in_compressed_numpy(tmp_path):
+    from crossrec.forget_models import erase_reports, find_traces
+
+    name, other = "a" + "1" * 32, "a" + "2" * 32
+    reports = tmp_path / "reports"
+    (reports / "evaluation").mkdir(parents=True)
+    (reports / "evaluation" / "top.json").write_text(json.dumps({"accounts": [name, other]}))
+    np.savez_compressed(reports / "vectors.npz", accounts=np.array([name, other]))
+    (reports / "plain.txt").write_text("nobody here")
+    assert find_traces(tmp_path, [name]) == ["reports/evaluation/top.json", "reports/vectors.npz"]
+    changed = erase_reports(reports, [name])
+    assert changed == ["evaluation/top.json", "vectors.npz"]
+    assert json.loads((reports / "evaluation" / "top.json").read_text()) == {
+        "accounts": ["erased", other]
+    }
+    assert not (reports / "vectors.npz").exists()  # not text: removed whole
+    assert find_traces(tmp_path, [name]) == [] and find_traces(tmp_path, [other]) != []
