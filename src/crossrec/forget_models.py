@@ -236,6 +236,7 @@ def _erase_matcher(directory: Path, row_map: np.ndarray) -> int:
         shutil.rmtree(directory)
         return n
     removed = matcher.erase(np.flatnonzero(row_map < 0), relabel=row_map)
+
     def write(tmp: Path) -> None:
         matcher.save(tmp)
 
