@@ -489,11 +489,13 @@ class DuckDBStore(Store):
     def save_stream_offsets(self, group: str, topic: str, offsets: dict[int, int]) -> None:
         if not offsets:
             return
-        with self.transaction():
-            self.con.executemany(
+        rows = sorted(offsets.items())
+        with self.transaction():  # one statement: this runs once per streamed batch
+            self.con.execute(
                 "INSERT OR REPLACE INTO stream_offsets "
-                "(consumer_group, topic, partition, next_offset) VALUES (?, ?, ?, ?)",
-                [[group, topic, int(p), int(o)] for p, o in sorted(offsets.items())],
+                "(consumer_group, topic, partition, next_offset) VALUES "
+                + ", ".join(["(?, ?, ?, ?)"] * len(rows)),
+                [v for p, o in rows for v in (group, topic, int(p), int(o))],
             )
 
 
