@@ -30,11 +30,12 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -55,6 +56,7 @@ _CANONICAL_KEYS = frozenset(schema.EVENT_FIELDS)
 _STAGED = (*schema.EVENT_FIELDS, "_platform", "_attrs")
 _COLUMN_MAP = validate.ColumnMap({f: f for f in schema.EVENT_FIELDS}, ["_platform", "_attrs"])
 _RAW_SCHEMA = pa.schema([("_line", pa.int64())] + [(c, pa.string()) for c in _STAGED])
+_T = TypeVar("_T")
 _QUARANTINE_WAIT_S = 30.0  # how long a batch waits for a reader to release the quarantine
 _PSEUDONYM_CACHE = 100_000  # accounts remembered between batches (a stream repeats them)
 
@@ -245,6 +247,7 @@ class RecordIngestor:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._spill: Path | None = None
         self._pseud_cache: dict[tuple[str, str], str] = {}
+        self._held: duckdb.DuckDBPyConnection | None = None  # see quarantine_held
         cfg = ws.config
         self._personal = frozenset(cfg.privacy.personal_columns)
         checked_sql = validate.events_sql(
@@ -537,21 +540,60 @@ class RecordIngestor:
                 ),
             }
         )
-        quarantine = self.ws.quarantine()
-        deadline = time.monotonic() + _QUARANTINE_WAIT_S
-        while True:
-            try:
-                quarantine.add(table)
-                return
-            except duckdb.IOException as exc:
-                # another process reads it (``crossrec quarantine list``): wait, then give up
-                if time.monotonic() >= deadline:
-                    raise WorkspaceError(
-                        f"cannot write the quarantine {quarantine.path}: "
-                        f"{str(exc).splitlines()[0]}",
-                        hint="another process holds it open; stop it and retry",
-                    ) from None
-                time.sleep(0.05)
+        if self._held is not None:
+            _insert_quarantine(self._held, table)
+        else:
+            quarantine = self.ws.quarantine()
+            _waiting(quarantine.path, lambda: quarantine.add(table))
+
+    @contextmanager
+    def quarantine_held(self) -> Iterator[None]:
+        """Keep the quarantine database open until the block ends.
+
+        A stream quarantines something every few batches, and opening the database costs tens
+        of milliseconds each time; the consumer holds it for its run instead. Meanwhile other
+        processes cannot open the quarantine (they can read it once the run ends).
+        """
+        path = self.ws.quarantine().path
+        con = _waiting(path, lambda: duckdb.connect(str(path)))
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute(schema.QUARANTINE.ddl())
+            self._held = con
+            yield
+        finally:
+            self._held = None
+            con.close()
+
+
+def _waiting(path: Path, action: Callable[[], _T]) -> _T:
+    """Run ``action`` on the quarantine database, waiting while another process holds it
+    (e.g. ``crossrec quarantine list``); a lasting conflict is a :class:`WorkspaceError`."""
+    deadline = time.monotonic() + _QUARANTINE_WAIT_S
+    while True:
+        try:
+            return action()
+        except duckdb.IOException as exc:
+            if time.monotonic() >= deadline:
+                raise WorkspaceError(
+                    f"cannot write the quarantine {path}: {str(exc).splitlines()[0]}",
+                    hint="another process holds it open; stop it and retry",
+                ) from None
+            time.sleep(0.05)
+
+
+def _insert_quarantine(con: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
+    """What :meth:`Quarantine.add` does, on an open connection (idempotent per fingerprint,
+    kind and line)."""
+    cols = schema.QUARANTINE.column_names
+    con.register("_bad", table.select(cols))
+    try:
+        con.execute(
+            f"INSERT OR IGNORE INTO quarantine ({', '.join(cols)}) "
+            f"SELECT {', '.join(cols)} FROM _bad"
+        )
+    finally:
+        con.unregister("_bad")
 
 
 def _good(valid: pa.Table, accounts: list[str]) -> pa.Table:

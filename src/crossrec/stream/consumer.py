@@ -67,14 +67,16 @@ class ConsumeSummary:
 
 @dataclass(frozen=True)
 class BatchReport:
-    """One committed batch: its counts and the ``(platform, pseudonym)`` accounts it touched
-    (for an online update of their vectors)."""
+    """One committed batch: its counts, the ``(platform, pseudonym)`` accounts it touched
+    (for an online update of their vectors) and the offsets stored with it."""
 
     messages: int
     accepted: int
     quarantined: int
     duplicates: int
     accounts: list[tuple[str, str]]
+    offsets: dict[int, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
 
 
 class StreamConsumer:
@@ -163,64 +165,83 @@ class StreamConsumer:
             raise InputError(f"--idle-timeout must be positive, not {idle_timeout}")
         started = time.perf_counter()
         summary = ConsumeSummary(topic=self.topic, group=self.group)
-        store = self.ws.store
         ingestor = self.ws.record_ingestor
+        self.ws.store  # noqa: B018 -- open the store before the broker: its errors come first
         consumer = self._client()
         try:
             partitions = self._partitions(consumer)
-            summary.offsets = self._assign(consumer, partitions)
-            poll = min(self.poll_timeout, idle_timeout) if idle_timeout else self.poll_timeout
-            last_message = time.monotonic()
-            while True:
-                if self._stop.is_set():
-                    summary.stopped = "stopped"
-                    break
-                want = self.batch_size
-                if max_messages is not None:
-                    want = min(want, max_messages - summary.messages)
-                    if want <= 0:
-                        summary.stopped = "max-messages"
-                        break
-                messages = self._read(consumer, want, poll)
-                if not messages:
-                    if idle_timeout and time.monotonic() - last_message >= idle_timeout:
-                        summary.stopped = "idle"
-                        break
-                    continue
-                last_message = time.monotonic()
-                platforms, records, raws, origins, bad, offsets = self._parse(messages)
-
-                def save(offsets: dict[int, int] = offsets) -> None:
-                    store.save_stream_offsets(self.group, self.topic, offsets)
-
-                # the offsets commit with the events: a replay of this batch adds nothing
-                result = ingestor.ingest_mixed(
-                    platforms, records, origins=origins, bad=bad, raws=raws, extra=save
-                )
-                summary.messages += len(messages)
-                summary.accepted += result.accepted
-                summary.quarantined += result.quarantined
-                summary.duplicates += result.duplicates
-                summary.batches += 1
-                summary.offsets.update(offsets)
-                for reason, n in result.reasons.items():
-                    summary.reasons[reason] = summary.reasons.get(reason, 0) + n
-                summary.seconds = round(time.perf_counter() - started, 3)
-                if on_batch is not None:
-                    on_batch(
-                        summary,
-                        BatchReport(
-                            len(messages),
-                            result.accepted,
-                            result.quarantined,
-                            result.duplicates,
-                            result.accounts,
-                        ),
-                    )
+            with ingestor.quarantine_held():
+                self._loop(consumer, partitions, summary, max_messages, idle_timeout, on_batch)
         finally:
             consumer.close()
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
+
+    def _loop(
+        self,
+        consumer: Consumer,
+        partitions: list[int],
+        summary: ConsumeSummary,
+        max_messages: int | None,
+        idle_timeout: float | None,
+        on_batch: Callable[[ConsumeSummary, BatchReport], None] | None,
+    ) -> None:
+        """Read, ingest and commit batches until a stop condition; updates ``summary``."""
+        started = time.perf_counter()
+        summary.offsets = self._assign(consumer, partitions)
+        poll = min(self.poll_timeout, idle_timeout) if idle_timeout else self.poll_timeout
+        last_message = time.monotonic()
+        while True:
+            if self._stop.is_set():
+                summary.stopped = "stopped"
+                return
+            want = self.batch_size
+            if max_messages is not None:
+                want = min(want, max_messages - summary.messages)
+                if want <= 0:
+                    summary.stopped = "max-messages"
+                    return
+            messages = self._read(consumer, want, poll)
+            if not messages:
+                if idle_timeout and time.monotonic() - last_message >= idle_timeout:
+                    summary.stopped = "idle"
+                    return
+                continue
+            last_message = time.monotonic()
+            batch = self._commit(messages)
+            summary.messages += batch.messages
+            summary.accepted += batch.accepted
+            summary.quarantined += batch.quarantined
+            summary.duplicates += batch.duplicates
+            summary.batches += 1
+            summary.offsets.update(batch.offsets)
+            for reason, n in batch.reasons.items():
+                summary.reasons[reason] = summary.reasons.get(reason, 0) + n
+            summary.seconds = round(time.perf_counter() - started, 3)
+            if on_batch is not None:
+                on_batch(summary, batch)
+
+    def _commit(self, messages: list[Message]) -> BatchReport:
+        """Ingest one batch; its events, quarantined messages and offsets commit together."""
+        store = self.ws.store
+        platforms, records, raws, origins, bad, offsets = self._parse(messages)
+
+        def save() -> None:
+            store.save_stream_offsets(self.group, self.topic, offsets)
+
+        # the offsets commit with the events: a replay of this batch adds nothing
+        result = self.ws.record_ingestor.ingest_mixed(
+            platforms, records, origins=origins, bad=bad, raws=raws, extra=save
+        )
+        return BatchReport(
+            messages=len(messages),
+            accepted=result.accepted,
+            quarantined=result.quarantined,
+            duplicates=result.duplicates,
+            accounts=result.accounts,
+            offsets=offsets,
+            reasons=result.reasons,
+        )
 
     # -- Kafka ----------------------------------------------------------------------------------
     def _client(self) -> Consumer:
