@@ -295,15 +295,19 @@ def _routes(app: FastAPI) -> None:
     ) -> Any:
         """Top-k items on the platform with a reason each; an account the store does not
         know gets the anonymous (popular items) list, never an error."""
-        from crossrec.recommend.service import recommend_json
-
         state = _state(request)
         model = state.require_model()  # this request keeps this model to the end
-        with state.reading() as view:
-            doc = recommend_json(view, platform, account, k, rec=model.recommender)
-        for item in doc["items"]:  # type: ignore[attr-defined]
-            item["score"] = _finite(float(item["score"]))
-        return doc
+        # in memory only: an account the model has no trace of is served as anonymous
+        items = model.recommender.recommend(platform, state.account_id(platform, account), k)
+        return {
+            "platform": platform,
+            "account": account,
+            "items": [
+                {"item": r.item, "score": _finite(float(r.score)), "reason": r.reason}
+                for r in items
+            ],
+            "model_version": model.version,
+        }
 
     @app.get(
         account_path + "/links",

@@ -71,6 +71,7 @@ class ServeState:
         self.config = cfg
         self.poll_seconds = poll_seconds if poll_seconds is not None else cfg.model_poll_seconds
         self.registry = ModelRegistry(ws.models_dir)
+        self._pseudonymiser = ws.pseudonymiser  # made once: request threads share it
         self.tokens = TokenBook(ws.store)
         self.limiter = RateLimiter(cfg.rate_limit_per_second, cfg.rate_limit_burst)
         self._newest_event: float | None = None
@@ -140,6 +141,10 @@ class ServeState:
     def _new_view(self) -> Workspace:
         with self._views_lock:  # one cursor made at a time from the root
             return self._root.reader()
+
+    def account_id(self, platform: str, raw_id: str) -> str:
+        """The pseudonym of a raw account id (thread-safe, no store access)."""
+        return self._pseudonymiser.account(platform, raw_id)
 
     @property
     def model(self) -> Loaded | None:
