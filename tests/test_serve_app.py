@@ -454,3 +454,31 @@ def test_a_broken_model_version_keeps_the_served_one(fresh):
     assert fresh.state.check_model() is False
     assert fresh.client.get("/readyz").json()["model_version"] == "v0001"
     assert "v0002" in (fresh.state.model_error or "")
+
+
+# -- concurrency -----------------------------------------------------------------------------------
+def test_reads_and_writes_from_many_threads_never_fail(served, world):
+    from concurrent.futures import ThreadPoolExecutor
+
+    c, h = served.client, served.auth()
+    accounts = world.accounts["video"][20:30]
+
+    def read(i: int) -> int:
+        a = accounts[i % len(accounts)]
+        route = ("/profile", "/links", "/recommendations?k=3")[i % 3]
+        return c.get(ACCOUNT.format(p="video", a=a) + route, headers=h).status_code
+
+    def write(i: int) -> int:
+        batch = [
+            {"account": f"busy-{i}", "item": world.items["video"][i % 50], "event_id": f"b{i}"}
+        ]
+        return c.post("/v1/platforms/video/events", json=batch, headers=h).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        reads = [pool.submit(read, i) for i in range(60)]
+        writes = [pool.submit(write, i) for i in range(20)]
+        codes = [f.result() for f in reads + writes]
+    assert codes == [200] * 80
+    # every write landed once
+    r = c.get(ACCOUNT.format(p="video", a="busy-7") + "/profile", headers=h)
+    assert r.json()["events"] == 1
