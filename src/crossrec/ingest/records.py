@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from json.encoder import encode_basestring as _encode_string
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -180,6 +181,17 @@ def _safe_text(key: str | None, value: Any) -> str | None:
     return text
 
 
+def _json_object(fields: dict[str, str | None]) -> str:
+    """``json.dumps(fields, ensure_ascii=False, separators=(",", ":"))`` for text values,
+    several times faster (it runs for every streamed event that has attributes)."""
+    quote = _encode_string
+    return (
+        "{"
+        + ",".join(f"{quote(k)}:{'null' if v is None else quote(v)}" for k, v in fields.items())
+        + "}"
+    )
+
+
 def _canonical(
     record: Mapping[Any, Any], personal: frozenset[str]
 ) -> tuple[list[str | None], dict[str, str]]:
@@ -228,7 +240,7 @@ def _canonical(
             continue
         attrs[name] = text
     if attrs:
-        dumped = json.dumps(attrs, ensure_ascii=False, separators=(",", ":"))
+        dumped = _json_object(attrs)
         if not dumped.isascii() and not _encodable(dumped):
             raise _Reject(None, "bad encoding: an attribute is not valid Unicode text")
         texts.append(dumped)
