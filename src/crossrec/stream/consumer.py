@@ -136,6 +136,7 @@ class StreamConsumer:
         self._stop = threading.Event()
         self._errors: list[Any] = []
         self._sources: dict[int, tuple[str, str]] = {}
+        self._platforms: set[str] = set()  # names already found valid
 
     def stop(self) -> None:
         """Stop after the batch in progress (safe from a signal handler or another thread)."""
@@ -360,7 +361,11 @@ class StreamConsumer:
             platform = None
             if record is not None:
                 platform = record.pop(key, None)
-                fld, reason = key, _platform_problem(key, platform)
+                # a name is checked once (a JSON array or object is no name: never cached)
+                if type(platform) is not str or platform not in self._platforms:
+                    fld, reason = key, _platform_problem(key, platform)
+                    if reason is None:
+                        self._platforms.add(platform)
             if reason is not None:
                 shown = platform if isinstance(platform, str) else None
                 bad.append(Bad(source, fp, offset, shown, fld, reason, _raw(value)))
