@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -19,8 +17,20 @@ from crossrec.serve.auth import (
 )
 
 
-def crossrec(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "crossrec", *args], capture_output=True, text=True)
+class Ran:
+    def __init__(self, result) -> None:
+        self.returncode = result.exit_code
+        self.stdout = result.stdout
+        self.stderr = result.stderr
+
+
+def crossrec(*args: str) -> Ran:
+    """The command line, in-process (the subprocess form is exercised in test_serve_uvicorn)."""
+    from typer.testing import CliRunner
+
+    from crossrec.cli import app
+
+    return Ran(CliRunner().invoke(app, list(args)))
 
 
 @pytest.mark.parametrize(
