@@ -24,6 +24,18 @@ def openapi_text() -> str:
     return json.dumps(openapi_document(), indent=2, ensure_ascii=False) + "\n"
 
 
+def _log_to_stderr() -> None:
+    """The service's own messages (model loads and swaps) beside uvicorn's, on stderr."""
+    import logging
+
+    logger = logging.getLogger("crossrec")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
@@ -49,6 +61,7 @@ def register(app: typer.Typer) -> None:
         from crossrec.serve.state import ServeState
         from crossrec.store.lock import WriterLock
 
+        _log_to_stderr()
         ws = open_workspace(workspace)
         with WriterLock(ws.root, command="crossrec serve"), ws:
             state = ServeState(ws)
