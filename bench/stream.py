@@ -154,7 +154,7 @@ def wrap(owner: Any, name: str, phases: dict[str, float], label: str) -> Callabl
 def crossrec_consume(
     root: Path, bootstrap: str, topic: str, group: str, n: int, batch: int, phases: dict | None
 ) -> Any:
-    from crossrec.ingest import records
+    from crossrec.ingest.record_quarantine import QuarantineWriter
     from crossrec.ingest.records import RecordIngestor
     from crossrec.store.duckdb import DuckDBStore
     from crossrec.stream.consumer import StreamConsumer
@@ -171,7 +171,7 @@ def crossrec_consume(
             (DuckDBStore, "insert_events", "store: insert events (dedupe)"),
             (DuckDBStore, "upsert_accounts", "store: upsert accounts"),
             (DuckDBStore, "save_stream_offsets", "store: offsets"),
-            (records, "_insert_quarantine", "quarantine write"),
+            (QuarantineWriter, "write", "quarantine write"),
             (DuckDBStore, "next_seq", "store: next seq"),
             (RecordIngestor, "_ingest", "ingest total"),
         ):

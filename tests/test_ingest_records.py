@@ -227,7 +227,7 @@ def test_bad_platform_and_empty_batch(ws):
 
 def test_mixed_platform_batch(ws):
     """The stream consumer's path: one call, several platforms, per-record sources."""
-    from crossrec.ingest.records import source_fingerprint
+    from crossrec.ingest.record_quarantine import source_fingerprint
 
     records = [{"account": "a", "item": "x"}, {"account": "a", "item": "x"}, {"item": "y"}]
     origins = [(f"kafka:t/{i}", source_fingerprint(f"kafka:t/{i}"), 5) for i in range(3)]

@@ -23,42 +23,36 @@ holds one per workspace.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from json.encoder import encode_basestring as _encode_string
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from crossrec import schema
-from crossrec.errors import InputError, WorkspaceError
+from crossrec.errors import InputError
 from crossrec.ingest import validate
 from crossrec.ingest.pipeline import check_platform
 from crossrec.ingest.readers import staging_connection
+from crossrec.ingest.record_fields import Reject, canonical, raw_json
+from crossrec.ingest.record_quarantine import Bad, QuarantineWriter, source_fingerprint
 
 if TYPE_CHECKING:
     from crossrec.workspace import Workspace
 
-#: Canonical keys whose values are parsed: a JSON number or a string holding one.
-_PARSED_FIELDS = ("value", "timestamp")
-_CANONICAL_KEYS = frozenset(schema.EVENT_FIELDS)
+# the staged batch: the canonical fields as text, the platform, the attributes as JSON text
 _STAGED = (*schema.EVENT_FIELDS, "_platform", "_attrs")
 _COLUMN_MAP = validate.ColumnMap({f: f for f in schema.EVENT_FIELDS}, ["_platform", "_attrs"])
 _RAW_SCHEMA = pa.schema([("_line", pa.int64())] + [(c, pa.string()) for c in _STAGED])
-_T = TypeVar("_T")
-_QUARANTINE_WAIT_S = 30.0  # how long a batch waits for a reader to release the quarantine
 _PSEUDONYM_CACHE = 100_000  # accounts remembered between batches (a stream repeats them)
 
 
@@ -84,19 +78,6 @@ class RecordSummary:
 
 
 @dataclass(frozen=True)
-class Bad:
-    """One record for the quarantine: where it came from, what is wrong, the raw record."""
-
-    source: str
-    fingerprint: str
-    number: int
-    platform: str | None
-    field: str | None
-    reason: str
-    raw: str | None
-
-
-@dataclass(frozen=True)
 class MixedResult:
     """Counts of a batch that may span platforms (see :meth:`RecordIngestor.ingest_mixed`)."""
 
@@ -106,147 +87,6 @@ class MixedResult:
     #: ``(platform, pseudonym)`` of the accounts with valid records, sorted, distinct.
     accounts: list[tuple[str, str]]
     reasons: dict[str, int]
-
-
-def source_fingerprint(source: str) -> str:
-    """The quarantine identity of a numbered source: a record number is quarantined once."""
-    return hashlib.blake2b(f"records\x1f{source}".encode(), digest_size=16).hexdigest()
-
-
-def raw_json(record: Any) -> str:
-    """The record as JSON text for the quarantine, whatever it holds."""
-    try:
-        text = json.dumps(record, ensure_ascii=False, default=repr)
-    except (ValueError, TypeError, RecursionError):  # circular, or an int too long to print
-        try:
-            text = repr(record)
-        except (ValueError, TypeError, RecursionError):
-            text = f"<{type(record).__name__} that cannot be printed>"
-    if not _encodable(text):  # lone surrogates cannot be stored as UTF-8: escape them
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
-
-
-def _encodable(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _text(value: Any) -> str | None:
-    """A JSON value as the text a JSON-lines file's cell would hold (as readers._json_text)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=repr)
-
-
-def _type_name(value: Any) -> str:
-    return {
-        dict: "an object",
-        list: "an array",
-        bool: "a boolean",
-        float: "a number",
-        str: "a string",
-    }.get(type(value), type(value).__name__)
-
-
-class _Reject(Exception):
-    """A record breaks a type rule (caught per record, never escapes this module)."""
-
-    def __init__(self, field: str | None, reason: str) -> None:
-        self.field = field
-        self.reason = reason
-
-
-def _safe_text(key: str | None, value: Any) -> str | None:
-    """``_text`` of a value, or a reject when it cannot be written as valid UTF-8 text."""
-    try:
-        text = _text(value)
-    except (ValueError, TypeError, RecursionError):  # huge int, circular or odd keys
-        raise _Reject(key, f"wrong type: {key or 'a field'} cannot be written as JSON") from None
-    if text is not None and not _encodable(text):
-        raise _Reject(key, "bad encoding: not valid Unicode text")
-    return text
-
-
-def _json_object(fields: dict[str, str | None]) -> str:
-    """``json.dumps(fields, ensure_ascii=False, separators=(",", ":"))`` for text values,
-    several times faster (it runs for every streamed event that has attributes)."""
-    quote = _encode_string
-    return (
-        "{"
-        + ",".join(f"{quote(k)}:{'null' if v is None else quote(v)}" for k, v in fields.items())
-        + "}"
-    )
-
-
-def _canonical(
-    record: Mapping[Any, Any], personal: frozenset[str]
-) -> tuple[list[str | None], dict[str, str]]:
-    """The staged texts of one record: the six canonical fields in ``schema.EVENT_FIELDS``
-    order, then the attrs JSON; and its personal identifiers ``{kind: value}``.
-
-    Plain strings (the common case) take a fast path: this runs once per streamed event.
-    """
-    texts: list[str | None] = []
-    get = record.get
-    for key in schema.EVENT_FIELDS:
-        value = get(key)
-        if type(value) is str:
-            if not value.isascii() and not _encodable(value):
-                raise _Reject(key, "bad encoding: not valid Unicode text")
-            texts.append(value)
-            continue
-        if value is None:
-            texts.append(None)
-            continue
-        if key in _PARSED_FIELDS:
-            ok = isinstance(value, str | int | float) and not isinstance(value, bool)
-            want = "a number or a string"
-        else:
-            ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
-            want = "a string or an integer"
-        if not ok:
-            raise _Reject(key, f"wrong type: {key} must be {want}, not {_type_name(value)}")
-        texts.append(_safe_text(key, value))
-    attrs: dict[str, str | None] = {}
-    idents: dict[str, str] = {}
-    for key, value in record.items():
-        if key in _CANONICAL_KEYS and type(key) is str:
-            continue
-        if type(key) is str and type(value) is str and key not in personal:
-            attrs[key] = value  # checked once below, in the dumped JSON
-            continue
-        name = str(key)
-        text = _safe_text(name, value)
-        if name in personal:
-            text = text.strip(" ") if text is not None else None  # as SQL trim() in files
-            if text:
-                if not _encodable(name):
-                    raise _Reject(None, "bad encoding: a key is not valid Unicode text")
-                idents[name] = text
-            continue
-        attrs[name] = text
-    if attrs:
-        dumped = _json_object(attrs)
-        if not dumped.isascii() and not _encodable(dumped):
-            raise _Reject(None, "bad encoding: an attribute is not valid Unicode text")
-        texts.append(dumped)
-    else:
-        texts.append(None)
-    return texts, idents
 
 
 class RecordIngestor:
@@ -259,7 +99,7 @@ class RecordIngestor:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._spill: Path | None = None
         self._pseud_cache: dict[tuple[str, str], str] = {}
-        self._held: duckdb.DuckDBPyConnection | None = None  # see quarantine_held
+        self._quarantine = QuarantineWriter(ws)
         cfg = ws.config
         self._personal = frozenset(cfg.privacy.personal_columns)
         checked_sql = validate.events_sql(
@@ -416,7 +256,7 @@ class RecordIngestor:
             if valid:
                 pseud = self._pseudonyms(set(pairs))
                 good = _good(checked.filter(pa.array(keep, pa.bool_())), [pseud[k] for k in pairs])
-        self._quarantine(bad)  # before the store commits: a replayed batch re-adds nothing
+        self._quarantine.write(bad)  # before the store commits: a replayed batch re-adds nothing
         accepted = duplicates = 0
         store = self.ws.store
         with store.transaction():
@@ -470,8 +310,8 @@ class RecordIngestor:
                 bad.append(Bad(src, fp, num, platforms[i], None, "not a JSON object", raw_of(i)))
                 continue
             try:
-                texts, idents = _canonical(record, self._personal)
-            except _Reject as exc:
+                texts, idents = canonical(record, self._personal)
+            except Reject as exc:
                 bad.append(Bad(src, fp, num, platforms[i], exc.field, exc.reason, raw_of(i)))
                 continue
             columns[0].append(i)
@@ -532,80 +372,9 @@ class RecordIngestor:
                 cache[(platform, raw)] = value
         return {k: cache[k] for k in pairs}
 
-    def _quarantine(self, rows: list[Bad]) -> None:
-        if not rows:
-            return
-        n = len(rows)
-        now = int(datetime.now(UTC).timestamp() * 1_000_000)
-        table = pa.table(
-            {
-                "file": pa.array([b.source for b in rows], pa.string()),
-                "fingerprint": pa.array([b.fingerprint for b in rows], pa.string()),
-                "line": pa.array([b.number for b in rows], pa.int64()),
-                "kind": pa.array(["events"] * n, pa.string()),
-                "platform": pa.array([b.platform for b in rows], pa.string()),
-                "field": pa.array([b.field for b in rows], pa.string()),
-                "reason": pa.array([b.reason for b in rows], pa.string()),
-                "raw": pa.array([b.raw for b in rows], pa.string()),
-                "quarantined_at": pa.array([now] * n, pa.int64()).cast(
-                    pa.timestamp("us", tz="UTC")
-                ),
-            }
-        )
-        if self._held is not None:
-            _insert_quarantine(self._held, table)
-        else:
-            quarantine = self.ws.quarantine()
-            _waiting(quarantine.path, lambda: quarantine.add(table))
-
-    @contextmanager
-    def quarantine_held(self) -> Iterator[None]:
-        """Keep the quarantine database open until the block ends.
-
-        A stream quarantines something every few batches, and opening the database costs tens
-        of milliseconds each time; the consumer holds it for its run instead. Meanwhile other
-        processes cannot open the quarantine (they can read it once the run ends).
-        """
-        path = self.ws.quarantine().path
-        con = _waiting(path, lambda: duckdb.connect(str(path)))
-        try:
-            con.execute("SET TimeZone = 'UTC'")
-            con.execute(schema.QUARANTINE.ddl())
-            self._held = con
-            yield
-        finally:
-            self._held = None
-            con.close()
-
-
-def _waiting(path: Path, action: Callable[[], _T]) -> _T:
-    """Run ``action`` on the quarantine database, waiting while another process holds it
-    (e.g. ``crossrec quarantine list``); a lasting conflict is a :class:`WorkspaceError`."""
-    deadline = time.monotonic() + _QUARANTINE_WAIT_S
-    while True:
-        try:
-            return action()
-        except duckdb.IOException as exc:
-            if time.monotonic() >= deadline:
-                raise WorkspaceError(
-                    f"cannot write the quarantine {path}: {str(exc).splitlines()[0]}",
-                    hint="another process holds it open; stop it and retry",
-                ) from None
-            time.sleep(0.05)
-
-
-def _insert_quarantine(con: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
-    """What :meth:`Quarantine.add` does, on an open connection (idempotent per fingerprint,
-    kind and line)."""
-    cols = schema.QUARANTINE.column_names
-    con.register("_bad", table.select(cols))
-    try:
-        con.execute(
-            f"INSERT OR IGNORE INTO quarantine ({', '.join(cols)}) "
-            f"SELECT {', '.join(cols)} FROM _bad"
-        )
-    finally:
-        con.unregister("_bad")
+    def quarantine_held(self) -> AbstractContextManager[None]:
+        """Keep the quarantine open until the block ends (see :meth:`QuarantineWriter.held`)."""
+        return self._quarantine.held()
 
 
 def _good(valid: pa.Table, accounts: list[str]) -> pa.Table:

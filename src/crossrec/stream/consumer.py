@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from crossrec.errors import CrossrecError, InputError, NotFoundError
 from crossrec.ingest.pipeline import check_platform
-from crossrec.ingest.records import Bad, source_fingerprint
+from crossrec.ingest.record_quarantine import Bad, source_fingerprint
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Message
