@@ -219,6 +219,26 @@ async def freshness(
     }
 
 
+async def route_latency(
+    port: int, headers: dict[str, str], accounts: list[str], n: int
+) -> dict[str, float]:
+    """Median milliseconds of the other account routes, one request at a time."""
+    conn = await Conn.open(port)
+    out: dict[str, float] = {}
+    for route in ("profile", "links", "similar?on=music&k=10"):
+        times = []
+        for account in accounts[:n]:
+            t = time.perf_counter()
+            status, _ = await conn.request(
+                "GET", f"/v1/platforms/video/accounts/{account}/{route}", headers
+            )
+            times.append(time.perf_counter() - t)
+            assert status == 200, (route, status)
+        out[route.split("?")[0] + "_p50_ms"] = round(float(np.median(times)) * 1000, 1)
+    conn.close()
+    return out
+
+
 # -- set-up ----------------------------------------------------------------------------------------
 def _free_port() -> int:
     with closing(socket.socket()) as s:
@@ -369,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             "bare_fastapi_per_s": round(base, 1),
             "ratio": round(rec / base, 3),
         }
+        figures["other_routes"] = asyncio.run(route_latency(port, headers, accounts, 20))
         figures["freshness"] = asyncio.run(
             freshness(port, headers, accounts[-args.freshness_trials :], args.freshness_trials)
         )
