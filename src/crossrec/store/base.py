@@ -103,6 +103,11 @@ class Store(ABC):
     def replace_links(self, links: pa.Table, persons: pa.Table) -> None:
         """Replace the asserted links and the identity graph (persons) in one transaction."""
 
+    def update_links(self, remove: list[tuple[str, str, str | None]], add: pa.Table) -> None:
+        """Online link changes in one transaction: drop the asserted links of each
+        ``(platform, account, other_platform or None for all)``, then insert ``add``."""
+        raise NotImplementedError(f"{type(self).__name__} does not update links online")
+
     @abstractmethod
     def add_duplicates(self, n: int) -> None:
         """Add ``n`` to the workspace's running count of duplicate input rows."""

@@ -278,6 +278,26 @@ class DuckDBStore(Store):
                 finally:
                     self.con.unregister("_staged_graph")
 
+    def update_links(self, remove: list[tuple[str, str, str | None]], add: pa.Table) -> None:
+        with self.transaction():
+            for platform, account, other in remove:
+                self.con.execute(
+                    f"DELETE FROM {schema.LINKS.name} WHERE "
+                    "(platform_a = $p AND account_a = $a AND ($q IS NULL OR platform_b = $q)) "
+                    "OR (platform_b = $p AND account_b = $a AND ($q IS NULL OR platform_a = $q))",
+                    {"p": platform, "a": account, "q": other},
+                )
+            if add.num_rows:
+                cols = schema.LINKS.column_names
+                self.con.register("_staged_links", add.select(cols))
+                try:
+                    self.con.execute(
+                        f"INSERT INTO {schema.LINKS.name} ({', '.join(cols)}) "
+                        f"SELECT {', '.join(cols)} FROM _staged_links"
+                    )
+                finally:
+                    self.con.unregister("_staged_links")
+
     def log_ingest(self, row: dict[str, Any]) -> None:
         cols = schema.INGEST_LOG.column_names
         self.con.execute(
