@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option("--seed", help="Seed of the data split.")] = 42,
         json_out: JsonOpt = False,
     ) -> None:
-        """From nothing: split MovieLens into two platforms, ingest, train, link, evaluate."""
+        """From nothing: split MovieLens into two platforms, ingest, train, link, evaluate
+        linkage and recommendation, and write the HTML report."""
         from crossrec.cli.progress import rich_progress
         from crossrec.demo import run_demo
 
@@ -61,8 +62,22 @@ def register(app: typer.Typer) -> None:
             for name, b in ev["baselines"].items():
                 table.add_row(name, *[cell(b[k]) for k in keys])
             out.print(table)
+        for label, ev in summary.get("recommend_evaluation", {}).items():
+            rec_keys = ("recall@10", "ndcg@10", "hit@10")
+            table = Table(
+                title=f"recommendation, {label} ({ev['n_accounts']:,} accounts, full catalogue)"
+            )
+            table.add_column("method")
+            for key in rec_keys:
+                table.add_column(key, justify="right")
+            table.add_row("crossrec", *[f"{ev[k]:.4f}" for k in rec_keys])
+            for name, b in ev["baselines"].items():
+                table.add_row(name, *[f"{b[k]:.4f}" for k in rec_keys])
+            out.print(table)
         st = summary["stats"]
         out.print(
             f"known links: {st['known_links']:,}   quarantined: {st['quarantined']:,}   "
             f"duplicates: {st['duplicates']:,}   seconds: {summary['seconds']}"
         )
+        if "report" in summary:
+            out.print(f"report: {summary['report']}")
