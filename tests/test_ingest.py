@@ -199,3 +199,16 @@ def test_store_schema_version_mismatch_is_refused(ws):
     ws.close()
     with pytest.raises(SchemaVersionError, match="schema version 999"):
         open_store(Path(ws.root) / "crossrec.duckdb")
+
+
+def test_trimming_equals_duckdb_trim_for_any_text():
+    import duckdb
+
+    from crossrec.ingest.validate import trimmed
+
+    values = ["a", " a", "a ", "  ", "", "\u00a0x", "x\u3000", "ü", " ü ", "\ta\t", "a b", None]
+    values += ["\u2003" + "é" * 3, "x\u202f", "日本 ", " 日本"]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE v AS SELECT unnest(?) AS x", [values])
+    rows = con.execute(f"SELECT x, {trimmed('x')}, nullif(trim(x), '') FROM v").fetchall()
+    assert [r[1] for r in rows] == [r[2] for r in rows]

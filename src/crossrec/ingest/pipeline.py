@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from crossrec import schema
 from crossrec.errors import InputError
@@ -150,13 +149,14 @@ class Ingestor:
     ) -> IngestSummary | None:
         """The summary of re-ingesting an events file whose fingerprint is in the log: its
         valid rows are all stored already (duplicates), its bad rows quarantined already."""
-        log = self.ws.store.read("ingest_log")
-        log = log.filter(pc.and_(pc.equal(log["fingerprint"], fp), pc.equal(log["kind"], "events")))
-        if log.num_rows == 0:
+        log = self.ws.store.read(
+            "ingest_log", columns=["fingerprint", "kind", "accepted", "quarantined", "duplicates"]
+        ).to_pylist()
+        prior = [r for r in log if r["fingerprint"] == fp and r["kind"] == "events"]
+        if not prior:
             return None
-        first = log.slice(0, 1).to_pylist()[0]
-        valid = int(first["accepted"]) + int(first["duplicates"])
-        quarantined = int(first["quarantined"])
+        valid = int(prior[0]["accepted"]) + int(prior[0]["duplicates"])
+        quarantined = int(prior[0]["quarantined"])
         store = self.ws.store
         with store.transaction():
             store.add_duplicates(valid)
@@ -248,8 +248,8 @@ class Ingestor:
                 "field": pa.array([r[1] for r in records], pa.string()),
                 "reason": pa.array([r[2] for r in records], pa.string()),
                 "raw": pa.array([r[3] for r in records], pa.string()),
-                "quarantined_at": pa.array([int(now.timestamp() * 1_000_000)] * n, pa.int64()).cast(
-                    pa.timestamp("us", tz="UTC")
+                "quarantined_at": pa.array(
+                    [int(now.timestamp() * 1_000_000)] * n, pa.timestamp("us", tz="UTC")
                 ),
             }
         )

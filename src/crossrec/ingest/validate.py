@@ -99,11 +99,22 @@ def _as_text(src: Source, column: str) -> str:
     return q if _kind(src.types[column]) == "text" else f"CAST({q} AS VARCHAR)"
 
 
+def trimmed(x: str) -> str:
+    """SQL: ``nullif(trim(x), '')`` (DuckDB's ``trim`` removes Unicode spaces at both ends),
+    without copying the text of the usual value that has none: only a value that starts or
+    ends with a space, or holds a non-ASCII character (``strlen`` counts bytes, ``length``
+    characters), is trimmed."""
+    return (
+        f"nullif(CASE WHEN {x} LIKE ' %' OR {x} LIKE '% ' OR strlen({x}) <> length({x}) "
+        f"THEN trim({x}) ELSE {x} END, '')"
+    )
+
+
 def _field_text(src: Source, column: str | None) -> str:
     """Trimmed text of a column; empty means absent."""
     if column is None:
         return "CAST(NULL AS VARCHAR)"
-    return f"nullif(trim({_as_text(src, column)}), '')"
+    return trimmed(_as_text(src, column))
 
 
 def _show(expr: str) -> str:
