@@ -124,6 +124,11 @@ class LinkConfig(_Section):
 
 class RecommendConfig(_Section):
     k: int = Field(default=10, ge=1)
+    #: items of these categories are never recommended
+    exclude_categories: list[str] = Field(default_factory=list)
+    #: an item whose attributes hold this key with a false value ("false", "0", "no", false,
+    #: 0) is unavailable and never recommended; "" turns the check off
+    availability_attribute: str = "available"
 
 
 class ServeConfig(_Section):
@@ -250,6 +255,8 @@ align_min_similarity = 0.8
 
 [recommend]
 k = 10
+exclude_categories = []             # never recommend items of these categories
+availability_attribute = "available"  # items with available=false are never recommended
 
 [serve]
 host = "127.0.0.1"

@@ -9,6 +9,7 @@ account's linked accounts (known links at weight 1, asserted links at their prob
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ import scipy.sparse as sp
 from crossrec.errors import ModelError
 
 if TYPE_CHECKING:
+    from crossrec.config import RecommendConfig
     from crossrec.index import VectorIndex
     from crossrec.represent.cf import CFModel
     from crossrec.represent.interactions import InteractionMatrix
@@ -51,6 +53,8 @@ class PlatformParts:
     popularity: np.ndarray
     item_knn: sp.csr_matrix | None = None
     titles: dict[int, str] = field(default_factory=dict)
+    #: (n_items,) bool — excluded by the recommend filters (category, availability)
+    blocked: np.ndarray | None = None
     #: Accounts updated online since training: pseudonym -> (seen columns, confidences).
     updated: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
@@ -111,8 +115,11 @@ class RecommendParts:
         return self.links.get((platform, account), [])
 
     @classmethod
-    def load(cls, model_dir: Path, store: Store) -> RecommendParts:
-        """Read a model version's files and the links and item titles from the store."""
+    def load(
+        cls, model_dir: Path, store: Store, config: RecommendConfig | None = None
+    ) -> RecommendParts:
+        """Read a model version's files and the links, item titles and filters from the
+        store."""
         from crossrec.index import load_index
         from crossrec.represent.cf import CFModel
         from crossrec.represent.interactions import InteractionMatrix
@@ -123,16 +130,21 @@ class RecommendParts:
             raise ModelError(f"{model_dir} holds no trained model", hint="run `crossrec train`")
         profiles = AccountProfiles.load(model_dir / "accounts")
         seq = _sequence_items(model_dir)
-        items = store.read("items", columns=["platform", "item", "title"])
+        items = store.read("items", columns=["platform", "item", "title", "category", "attrs"])
         titles: dict[str, dict[str, str]] = {}
-        for p, it, title in zip(
+        blocked: dict[str, set[str]] = {}
+        for p, it, title, category, attrs in zip(
             items.column("platform").to_pylist(),
             items.column("item").to_pylist(),
             items.column("title").to_pylist(),
+            items.column("category").to_pylist(),
+            items.column("attrs").to_pylist(),
             strict=True,
         ):
             if title:
                 titles.setdefault(p, {})[it] = title
+            if config is not None and _filtered(config, category, attrs):
+                blocked.setdefault(p, set()).add(it)
         platforms: dict[str, PlatformParts] = {}
         cf_root = model_dir / "cf"
         for directory in sorted(p for p in cf_root.iterdir() if p.is_dir()):
@@ -155,6 +167,7 @@ class RecommendParts:
                 seq_items=seq_items,
                 popularity=np.log1p(touched.astype(np.float64)),
                 item_knn=load_item_knn(directory),
+                blocked=np.isin(matrix.items, sorted(blocked.get(name, ()))),
                 titles={by_item[it]: t for it, t in titles.get(name, {}).items() if it in by_item},
             )
         alignment = _alignment(model_dir, platforms)
@@ -171,6 +184,23 @@ class RecommendParts:
             links=read_links(store),
             seq_index=seq_index,
         )
+
+
+_FALSE = {"false", "0", "no", "n", "off"}
+
+
+def _filtered(config: RecommendConfig, category: str | None, attrs: str | None) -> bool:
+    """Whether the recommend filters exclude an item (category, availability attribute)."""
+    if category and category in config.exclude_categories:
+        return True
+    key = config.availability_attribute
+    if key and attrs:
+        try:
+            value = json.loads(attrs).get(key)
+        except (ValueError, AttributeError):
+            return False
+        return value is not None and str(value).strip().lower() in _FALSE
+    return False
 
 
 def read_links(store: Store, *, known_only: bool = False) -> dict[tuple[str, str], list[Linked]]:

@@ -80,7 +80,7 @@ class Recommender:
         from crossrec.models import ModelRegistry
 
         model_dir = ModelRegistry(ws.models_dir).path(version)
-        parts = RecommendParts.load(model_dir, ws.store)
+        parts = RecommendParts.load(model_dir, ws.store, ws.config.recommend)
         encoder = None
         if (model_dir / "sequence").is_dir():
             from crossrec.represent.sequence import SequenceEncoder
@@ -136,6 +136,8 @@ class Recommender:
         p = self.parts.platform(platform)
         allowed = np.ones(p.n_items, bool)
         allowed[scored.query.seen] = False
+        if p.blocked is not None:
+            allowed &= ~p.blocked
         if item_filter is not None:
             allowed &= np.asarray(item_filter(platform, p.matrix.items), dtype=bool)
         cand = np.flatnonzero(allowed)
