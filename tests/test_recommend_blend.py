@@ -148,3 +148,17 @@ def test_holdout_splits_cold_and_warm_exactly(tmp_path: Path) -> None:
 def test_holdout_refuses_a_folder_without_events(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not found"):
         build_holdout(tmp_path, tmp_path / "out", "music")
+
+
+def test_tuning_ignores_gains_within_noise() -> None:
+    rng = np.random.default_rng(1)
+    examples = []
+    for _ in range(40):  # popularity knows the answer; the other component is pure noise
+        pop = rng.normal(size=40)
+        comps = {"popularity": pop, "linked_map": rng.normal(size=40)}
+        ex = make_example(comps, np.array([int(np.argmax(pop))]), np.zeros(0, np.int64))
+        assert ex is not None
+        examples.append(ex)
+    weights, start, best = tune(examples, {"popularity": 1.0})
+    assert weights == {"popularity": 1.0}
+    assert best == start == pytest.approx(1.0)

@@ -130,33 +130,44 @@ def make_example(
     return Example(z_mat, rel, len(np.unique(relevant)))
 
 
-def ndcg(examples: list[Example], w: np.ndarray, k: int = 10) -> float:
-    """Mean NDCG@k of the blend ``w`` (C,) over the examples (items outside a pool miss)."""
-    if not examples:
-        return 0.0
+def ndcg_per_example(examples: list[Example], w: np.ndarray, k: int = 10) -> np.ndarray:
+    """NDCG@k of the blend ``w`` (C,) for each example (items outside a pool miss)."""
     disc = 1.0 / np.log2(np.arange(2, k + 2))
     ideal = np.concatenate([[0.0], np.cumsum(disc)])
-    total = 0.0
-    for ex in examples:
+    out = np.zeros(len(examples))
+    for j, ex in enumerate(examples):
         s = w @ ex.z
         m = min(k, len(s))
         top = np.argpartition(-s, m - 1)[:m] if m else np.zeros(0, np.int64)
         top = top[np.lexsort((top, -s[top]))]
-        total += float(disc[:m] @ ex.relevant[top]) / ideal[min(ex.n_relevant, k)]
-    return total / len(examples)
+        out[j] = float(disc[:m] @ ex.relevant[top]) / ideal[min(ex.n_relevant, k)]
+    return out
+
+
+def ndcg(examples: list[Example], w: np.ndarray, k: int = 10) -> float:
+    """Mean NDCG@k of the blend ``w`` (C,) over the examples."""
+    return float(ndcg_per_example(examples, w, k).mean()) if examples else 0.0
 
 
 def tune(
-    examples: list[Example], start: dict[str, float], *, rounds: int = 3
+    examples: list[Example],
+    start: dict[str, float],
+    *,
+    rounds: int = 3,
+    min_z: float = 1.0,
 ) -> tuple[dict[str, float], float, float]:
     """Coordinate ascent over :data:`GRID`; returns (weights, start NDCG@10, tuned NDCG@10).
 
-    Components no example has evidence for keep weight 0. Ties keep the current value, so the
-    result is deterministic.
+    A step is taken only when it beats the current weights by more than ``min_z`` standard
+    errors of the per-account differences: with few validation accounts, noise would
+    otherwise pick weights that do not carry over to new accounts. Components no example has
+    evidence for keep weight 0. Ties keep the current value, so the result is deterministic.
     """
     present = np.array([any(np.any(ex.z[i]) for ex in examples) for i in range(len(COMPONENTS))])
     w = np.array([start.get(c, 0.0) if present[i] else 0.0 for i, c in enumerate(COMPONENTS)])
-    first = best = ndcg(examples, w)
+    current = ndcg_per_example(examples, w)
+    first = float(current.mean()) if len(current) else 0.0
+    n = len(examples)
     for _ in range(rounds):
         improved = False
         for i in np.flatnonzero(present):
@@ -167,9 +178,12 @@ def tune(
                 trial[i] = value
                 if not trial.any():
                     continue
-                score = ndcg(examples, trial)
-                if score > best + 1e-9:
-                    best, w, improved = score, trial, True
+                scores = ndcg_per_example(examples, trial)
+                delta = scores - current
+                margin = min_z * delta.std(ddof=1) / np.sqrt(n) if n > 1 else 0.0
+                if delta.mean() > max(margin, 1e-9):
+                    w, current, improved = trial, scores, True
         if not improved:
             break
+    best = float(current.mean()) if len(current) else 0.0
     return {c: float(w[i]) for i, c in enumerate(COMPONENTS) if w[i] > 0}, first, best

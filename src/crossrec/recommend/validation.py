@@ -10,7 +10,9 @@ Per platform P, two validation sets are built (seeded), never from a test file:
   its own vectors are ignored, as for an account new to P. The EMCDR maps are learned out of
   fold (two folds), so a validation person never teaches its own map.
 
-Weights are then tuned by :func:`crossrec.recommend.blend.tune` and saved as ``blend.json``.
+Weights are then tuned by :func:`crossrec.recommend.blend.tune` (a step must beat the current
+weights by more than a standard error of the per-account differences) and saved as
+``blend.json``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ if TYPE_CHECKING:
     from crossrec.recommend.parts import RecommendParts
     from crossrec.represent.sequence import SequenceEncoder
 
+#: Where coordinate ascent starts. Behaviour on another platform is often weak evidence for a
+#: new platform (disjoint catalogues): cold-start tuning starts from popularity alone and adds
+#: a component only where validation shows a gain beyond noise.
+TUNING_START: dict[str, dict[str, float]] = {"cold": {"popularity": 1.0}}
 #: Validation accounts per platform and regime.
 MAX_VALIDATION = 600
 MIN_WARM = 5
@@ -64,7 +70,7 @@ def tune_blend(
             if len(examples) < 20:
                 figures[regime] = {"accounts": len(examples), "note": "too few; defaults kept"}
                 continue
-            tuned, start, best = tune(examples, DEFAULT_WEIGHTS[regime])
+            tuned, start, best = tune(examples, TUNING_START.get(regime, DEFAULT_WEIGHTS[regime]))
             weights.weights.setdefault(name, {})[regime] = tuned
             figures[regime] = {
                 "accounts": len(examples),
