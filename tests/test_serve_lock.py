@@ -112,3 +112,40 @@ def test_new_reads_wait_while_exclusive_is_held():
     t1.join(5)
     t2.join(5)
     assert order == ["exclusive done", "read"]
+
+
+def test_guarded_index_searches_while_another_thread_upserts():
+    import numpy as np
+
+    from crossrec.index import ExactIndex
+    from crossrec.serve.gate import GuardedIndex
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(2_000, 16)).astype(np.float32)
+    index = GuardedIndex(ExactIndex(16).build(base, np.arange(2_000, dtype=np.int64)))
+    failures: list[BaseException] = []
+    done = threading.Event()
+
+    def searcher() -> None:
+        try:
+            while not done.is_set():
+                _, ids = index.search(base[:4], 5)
+                assert ids.shape == (4, 5) and (ids >= 0).all()
+                assert len(index) == 2_000
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=searcher) for _ in range(3)]
+    for t in threads:
+        t.start()
+    last = base[:1]
+    for i in range(300):  # replace vectors in place: the count never changes
+        last = rng.normal(size=(1, 16)).astype(np.float32)
+        index.upsert(last, np.asarray([i], np.int64))
+    done.set()
+    for t in threads:
+        t.join(10)
+    assert failures == []
+    # the wrapped index took the changes
+    _, ids = index.search(last, 1)
+    assert ids[0, 0] == 299

@@ -56,3 +56,38 @@ class ReadGate:
             with self._cond:
                 self._exclusive = False
                 self._cond.notify_all()
+
+
+class GuardedIndex:
+    """A vector index shared by request threads and online updates.
+
+    faiss releases the GIL, so an online update's ``upsert`` (which reallocates the index's
+    storage and its id arrays) could run in the middle of another thread's ``search``. Searches
+    share a gate; changes hold it alone, for the microseconds a change takes. Everything else
+    is passed through to the wrapped index.
+    """
+
+    _MUTATORS = frozenset({"upsert", "add", "remove", "erase", "compact"})
+
+    def __init__(self, index: object) -> None:
+        self._index = index
+        self._gate = ReadGate()
+
+    def __len__(self) -> int:
+        with self._gate.read():
+            return len(self._index)  # type: ignore[arg-type]
+
+    def search(self, *args: object, **kwargs: object) -> object:
+        with self._gate.read():
+            return self._index.search(*args, **kwargs)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        attr = getattr(self._index, name)
+        if name not in self._MUTATORS:
+            return attr
+
+        def guarded(*args: object, **kwargs: object) -> object:
+            with self._gate.exclusive():
+                return attr(*args, **kwargs)
+
+        return guarded

@@ -26,16 +26,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from crossrec.errors import ModelError
 from crossrec.models import ModelRegistry
 from crossrec.serve.auth import TokenBook
-from crossrec.serve.gate import ReadGate
+from crossrec.serve.gate import GuardedIndex, ReadGate
 from crossrec.serve.limits import RateLimiter
 from crossrec.serve.metrics import Metrics
 
 if TYPE_CHECKING:
+    from crossrec.index import VectorIndex
     from crossrec.ingest.records import RecordSummary
     from crossrec.recommend import Recommender
     from crossrec.workspace import Workspace
@@ -192,6 +193,12 @@ class ServeState:
             with self._gate.read():
                 # its own cursor: the recommender reads the store during online updates
                 recommender = Recommender.load(self._new_view(), version)
+            parts = recommender.parts
+            # online updates change these indexes while request threads search them
+            parts.seq_index = {
+                name: cast("VectorIndex", GuardedIndex(index))
+                for name, index in parts.seq_index.items()
+            }
         except Exception as exc:  # keep serving the previous model (or none)
             self._failed_version = version
             self.model_error = f"model {version} failed to load: {exc}"
