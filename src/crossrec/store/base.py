@@ -154,6 +154,34 @@ class Store(ABC):
         table = table.filter(pc.equal(table["account"], account))
         return table.select(cols) if cols else table
 
+    def person_rows(self, platform: str, account: str) -> tuple[pa.Table, pa.Table, pa.Table]:
+        """One account's person, read without reading whole tables.
+
+        Returns ``(persons, links, known_links)``: the ``persons`` rows of every member of the
+        account's person (empty when it is in none), then the ``links`` and ``known_links``
+        rows whose a-side is a member (the account alone when it has no person), each in table
+        order. Backends override this default, which filters whole tables."""
+        import pyarrow.compute as pc
+
+        persons = self.read("persons")
+        mine = persons.filter(
+            pc.and_(pc.equal(persons["platform"], platform), pc.equal(persons["account"], account))
+        )
+        if mine.num_rows:
+            persons = persons.filter(pc.equal(persons["person"], mine["person"][0]))
+            members = set(
+                zip(persons["platform"].to_pylist(), persons["account"].to_pylist(), strict=True)
+            )
+        else:
+            persons = mine
+            members = {(platform, account)}
+
+        def of_members(table: pa.Table) -> pa.Table:
+            keys = zip(table["platform_a"].to_pylist(), table["account_a"].to_pylist(), strict=True)
+            return table.filter(pa.array([k in members for k in keys], pa.bool_()))
+
+        return persons, of_members(self.read("links")), of_members(self.read("known_links"))
+
     # -- concurrency -----------------------------------------------------------------------------
     def cursor(self) -> Store:
         """A store for reads from another thread that never waits on this one's writes

@@ -397,6 +397,26 @@ class DuckDBStore(Store):
             params=[platform, account],
         ).to_arrow_table()
 
+    def person_rows(self, platform: str, account: str) -> tuple[pa.Table, pa.Table, pa.Table]:
+        persons = self.con.sql(
+            "SELECT * FROM persons WHERE person IN "
+            "(SELECT person FROM persons WHERE platform = ? AND account = ?)",
+            params=[platform, account],
+        ).to_arrow_table()
+        members = (
+            list(zip(persons["platform"].to_pylist(), persons["account"].to_pylist(), strict=True))
+            if persons.num_rows
+            else [(platform, account)]
+        )
+        # a person has a handful of accounts (link.max_component_size): one term each
+        where = " OR ".join(["(platform_a = ? AND account_a = ?)"] * len(members))
+        params = [x for member in members for x in member]
+        links, known = (
+            self.con.sql(f"SELECT * FROM {name} WHERE {where}", params=params).to_arrow_table()
+            for name in ("links", "known_links")
+        )
+        return persons, links, known
+
     # -- concurrency -----------------------------------------------------------------------------
     def cursor(self) -> DuckDBStore:
         """A store on a DuckDB cursor: its own transaction context on the same database, so
