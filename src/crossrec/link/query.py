@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from crossrec.errors import InputError, NotFoundError
 
 if TYPE_CHECKING:
+    from crossrec.index import VectorIndex
+    from crossrec.represent.profiles import AccountProfiles
     from crossrec.workspace import Workspace
 
 
@@ -21,46 +27,48 @@ def _require_account(ws: Workspace, platform: str, raw_id: str) -> str:
 def person_links(ws: Workspace, platform: str, raw_id: str) -> dict[str, Any]:
     """The person of an account: every account of it with how it is linked and why."""
     account = _require_account(ws, platform, raw_id)
-    persons = ws.store.read("persons").to_pylist()
+    # only the person's rows: whole tables cost seconds at 100k accounts
+    persons, links, known = ws.store.person_rows(platform, account)
     person = next(
-        (p["person"] for p in persons if p["platform"] == platform and p["account"] == account),
+        (
+            p["person"]
+            for p in persons.to_pylist()
+            if p["platform"] == platform and p["account"] == account
+        ),
         None,
     )
     members = (
-        [(p["platform"], p["account"]) for p in persons if p["person"] == person]
+        list(zip(persons["platform"].to_pylist(), persons["account"].to_pylist(), strict=True))
         if person is not None
         else [(platform, account)]
     )
-    member_set = set(members)
     edges = []
-    for row in ws.store.read("links").to_pylist():
-        if (row["platform_a"], row["account_a"]) in member_set:
-            edges.append(
-                {
-                    "platform_a": row["platform_a"],
-                    "account_a": row["account_a"],
-                    "platform_b": row["platform_b"],
-                    "account_b": row["account_b"],
-                    "probability": row["probability"],
-                    "rank": row["rank"],
-                    "source": row["source"],
-                    "evidence": json.loads(row["evidence"]) if row["evidence"] else [],
-                }
-            )
-    for row in ws.store.read("known_links").to_pylist():
-        if (row["platform_a"], row["account_a"]) in member_set:
-            edges.append(
-                {
-                    "platform_a": row["platform_a"],
-                    "account_a": row["account_a"],
-                    "platform_b": row["platform_b"],
-                    "account_b": row["account_b"],
-                    "probability": 1.0,
-                    "rank": None,
-                    "source": f"known ({row['source']})",
-                    "evidence": [],
-                }
-            )
+    for row in links.to_pylist():
+        edges.append(
+            {
+                "platform_a": row["platform_a"],
+                "account_a": row["account_a"],
+                "platform_b": row["platform_b"],
+                "account_b": row["account_b"],
+                "probability": row["probability"],
+                "rank": row["rank"],
+                "source": row["source"],
+                "evidence": json.loads(row["evidence"]) if row["evidence"] else [],
+            }
+        )
+    for row in known.to_pylist():
+        edges.append(
+            {
+                "platform_a": row["platform_a"],
+                "account_a": row["account_a"],
+                "platform_b": row["platform_b"],
+                "account_b": row["account_b"],
+                "probability": 1.0,
+                "rank": None,
+                "source": f"known ({row['source']})",
+                "evidence": [],
+            }
+        )
     for e in edges:  # the caller's own account is shown by the raw id it sent
         for side in ("a", "b"):
             if (e[f"platform_{side}"], e[f"account_{side}"]) == (platform, account):
@@ -77,34 +85,61 @@ def person_links(ws: Workspace, platform: str, raw_id: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class SequenceSpace:
+    """What :func:`similar_accounts` searches: a model version's profiles and sequence
+    indexes. A long-running process passes the ones it holds in memory (the HTTP service: its
+    served model, indexes updated online); the CLI loads them from disk per call.
+
+    Attributes
+    ----------
+    version : the model version (``v0003``).
+    profiles : the version's account profiles (rows are the indexes' ids).
+    indexes : platform -> its sequence-space index over profile rows (vectors (n, d)).
+    vector : the account's current sequence vector (d,) by profile row, platform and
+        pseudonym; None reads ``profiles.sequence[row]``.
+    """
+
+    version: str
+    profiles: AccountProfiles
+    indexes: Mapping[str, VectorIndex]
+    vector: Callable[[int, str, str], np.ndarray | None] | None = None
+
+
 def similar_accounts(
-    ws: Workspace, platform: str, raw_id: str, on: str, k: int = 10
+    ws: Workspace,
+    platform: str,
+    raw_id: str,
+    on: str,
+    k: int = 10,
+    *,
+    space: SequenceSpace | None = None,
 ) -> dict[str, Any]:
     """The ``k`` accounts of platform ``on`` closest to the account in the shared sequence
-    space (similar people, not the same person: the person's own accounts are left out)."""
-    from crossrec.index import load_index
-    from crossrec.models import ModelRegistry
-    from crossrec.represent.profiles import AccountProfiles
-
+    space (similar people, not the same person: the person's own accounts are left out).
+    ``space`` is the model to search; None loads the current version's files."""
     if k < 1:
         raise InputError("-k must be at least 1")
     account = _require_account(ws, platform, raw_id)
-    model_dir = ModelRegistry(ws.models_dir).path()
-    profiles = AccountProfiles.load(model_dir / "accounts")
+    if space is None:
+        space = _load_space(ws, on)
+    profiles = space.profiles
     row = profiles.row(platform, account)
     if row is None:
         raise NotFoundError(
-            f"account {raw_id!r} of {platform!r} is newer than model {model_dir.name}",
+            f"account {raw_id!r} of {platform!r} is newer than model {space.version}",
             hint="run `crossrec train`",
         )
-    index_dir = model_dir / "index" / "sequence" / on
-    if not index_dir.is_dir():
-        raise NotFoundError(f"no platform {on!r} in model {model_dir.name}")
+    index = space.indexes.get(on)
+    if index is None:
+        raise NotFoundError(f"no platform {on!r} in model {space.version}")
     same_person = {
         (m["platform"], m["account"]) for m in person_links(ws, platform, raw_id)["accounts"]
     }
-    index = load_index(index_dir)
-    scores, ids = index.search(profiles.sequence[row][None, :], k + len(same_person) + 1)
+    vector = space.vector(row, platform, account) if space.vector is not None else None
+    if vector is None:
+        vector = profiles.sequence[row]
+    scores, ids = index.search(np.asarray(vector, np.float32)[None, :], k + len(same_person) + 1)
     out: list[dict[str, Any]] = []
     for s, i in zip(scores[0].tolist(), ids[0].tolist(), strict=True):
         if i < 0 or len(out) >= k:
@@ -125,6 +160,19 @@ def similar_accounts(
         "account": raw_id,
         "on": on,
         "similar": out,
-        "model_version": model_dir.name,
+        "model_version": space.version,
         "top_categories": profiles.top_categories[row],
     }
+
+
+def _load_space(ws: Workspace, on: str) -> SequenceSpace:
+    """The current version's profiles and the index of platform ``on`` only, from disk."""
+    from crossrec.index import load_index
+    from crossrec.models import ModelRegistry
+    from crossrec.represent.profiles import AccountProfiles
+
+    model_dir = ModelRegistry(ws.models_dir).path()
+    profiles = AccountProfiles.load(model_dir / "accounts")
+    index_dir = model_dir / "index" / "sequence" / on
+    indexes = {on: load_index(index_dir)} if index_dir.is_dir() else {}
+    return SequenceSpace(model_dir.name, profiles, indexes)
