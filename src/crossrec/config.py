@@ -144,6 +144,11 @@ class ServeConfig(_Section):
     rate_limit_burst: int = Field(default=2_000, ge=1)
     #: Seconds between checks of models/CURRENT for a newly trained model to swap in.
     model_poll_seconds: float = Field(default=5.0, gt=0)
+    #: Retrain in the server's own process every this many seconds (0: never; ``crossrec
+    #: train`` against a running server asks it to retrain at once).
+    retrain_every_seconds: float = Field(default=0.0, ge=0)
+    #: A revoked API token is refused, at the latest, this many seconds after the change.
+    token_refresh_seconds: float = Field(default=1.0, gt=0)
 
 
 class Config(_Section):
@@ -271,4 +276,9 @@ rate_limit_per_second = 1000.0
 rate_limit_burst = 2000
 # Seconds between checks of models/CURRENT for a newly trained model.
 model_poll_seconds = 5.0
+# Retrain inside the server every this many seconds (0 = never; `crossrec train` against a
+# running server asks it to retrain now).
+retrain_every_seconds = 0.0
+# A revoked token is refused at most this many seconds after `crossrec token revoke`.
+token_refresh_seconds = 1.0
 """
