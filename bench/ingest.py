@@ -195,7 +195,7 @@ _SQL_LABELS: list[tuple[str, str]] = [
     (r"FROM checked WHERE _reason IS NOT NULL ORDER BY rowid", "quarantine: bad rows"),
     (r"^CREATE TABLE _accounts", "accounts: distinct, first/last seen, HMAC pseudonyms"),
     (r"sum\(n\), 0\) FROM _accounts", "accounts: valid rows"),
-    (r"count\(DISTINCT CASE WHEN event_id", "repeats: count distinct identity hashes"),
+    (r"lag\(h\) OVER", "repeats: sorted identity hashes"),
     (r"^INSERT INTO _repeats", "repeats: exact identities"),
     (r"^CREATE TABLE _repeats", "repeats: table"),
     (r"^SELECT \? AS platform, a\.pseud", "good rows: join pseudonyms, stream out"),

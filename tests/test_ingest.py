@@ -212,3 +212,87 @@ def test_trimming_equals_duckdb_trim_for_any_text():
     con.execute("CREATE TABLE v AS SELECT unnest(?) AS x", [values])
     rows = con.execute(f"SELECT x, {trimmed('x')}, nullif(trim(x), '') FROM v").fetchall()
     assert [r[1] for r in rows] == [r[2] for r in rows]
+
+
+# -- event identity and re-ingest -----------------------------------------------------------------
+def test_event_ids_read_back_given_or_derived_and_equal_values_are_one_event(ws, tmp_path):
+    import hashlib
+
+    f = write(
+        tmp_path / "e.csv",
+        "account,item,event,value,timestamp,event_id\n"
+        "a,x,view,1,1600000000,\n"
+        "a,x,view,1.0,1600000000000,\n"  # the same event: equal value and time, other text
+        "b,y,like,,,e7\n",
+    )
+    [s] = ws.ingest_events("p", f)
+    assert (s.accepted, s.duplicates) == (2, 1)
+    rows = events_of(ws)
+    assert rows[1]["event_id"] == "e7"
+    fields = "\x1f".join(["p", ws.account_id("p", "a"), "x", "view", "1.0", "1600000000000000"])
+    assert rows[0]["event_id"] == "h" + hashlib.md5(fields.encode()).hexdigest()
+
+
+def test_a_derived_id_sent_as_event_id_is_the_same_event(ws, tmp_path):
+    ws.ingest_events("p", write(tmp_path / "e.csv", "account,item,value\na,x,2.5\n"))
+    [row] = events_of(ws)
+    again = pa.table(
+        {
+            "platform": ["p"],
+            "account": [row["account"]],
+            "item": ["x"],
+            "event_type": ["interact"],
+            "value": [2.5],
+            "ts": pa.array([None], pa.timestamp("us", tz="UTC")),
+            "event_id": [row["event_id"]],  # the 'h' + digest text a reader of the store sees
+            "seq": [100],
+            "attrs": pa.array([None], pa.string()),
+        }
+    )
+    with ws.store.transaction():
+        result = ws.store.insert_events(again.to_reader(), unique=True, platform="p")
+    assert (result.offered, result.inserted) == (1, 0)
+
+
+def test_reingest_is_not_read_again_but_counts_and_reasons_are_the_same(ws, tmp_path):
+    f = write(tmp_path / "e.csv", "account,item,value\na,x,1\nb,y,oops\na,x,1\nc,z,\n")
+    [first] = ws.ingest_events("p", f)
+    [again] = ws.ingest_events("p", write(tmp_path / "copy.csv", f.read_bytes()))
+    assert (first.accepted, first.duplicates, first.quarantined) == (2, 1, 1)
+    assert (again.accepted, again.duplicates, again.quarantined) == (0, 3, 1)
+    assert again.reasons == first.reasons == {"unparsable value": 1}
+    assert ws.quarantine().count() == 1
+    assert ws.stats()["duplicates"] == 4
+    assert ws.store.count("ingest_log") == 2
+
+
+def test_the_same_file_with_another_mapping_is_read_again(ws, tmp_path):
+    f = write(tmp_path / "e.csv", "user,item,other\na,x,y\nb,y,z\n")
+    [first] = ws.ingest_events("p", f, columns={"account": "user"})
+    [other] = ws.ingest_events("p", f, columns={"account": "user", "item": "other"})
+    assert first.accepted == 2
+    assert (other.accepted, other.duplicates) == (2, 0)
+    assert {r["item"] for r in events_of(ws)} == {"x", "y", "z"}
+
+
+def test_typed_parquet_columns_parse_like_their_text(ws, tmp_path):
+    t0 = datetime(2021, 6, 1, 12, 30, tzinfo=UTC)
+    table = pa.table(
+        {
+            "account": pa.array([42, 43, 44, 45], pa.int64()),
+            "item": ["x", " y ", "z", "w"],
+            "value": pa.array([3, None, float("nan"), 1.5], pa.float64()),
+            "timestamp": pa.array([t0, None, t0, datetime(1960, 1, 1)], pa.timestamp("s")),
+        }
+    )
+    p = tmp_path / "e.parquet"
+    pq.write_table(table, p)
+    [s] = ws.ingest_events("p", p)
+    assert (s.accepted, s.quarantined) == (2, 2)
+    rows = events_of(ws)
+    assert [(r["item"], r["value"], r["ts"]) for r in rows] == [("x", 3.0, t0), ("y", None, None)]
+    assert rows[0]["account"] == ws.account_id("p", "42")
+    bad = {r["line"]: r for r in ws.quarantine().list()}
+    assert bad[3]["reason"].startswith("non-finite value")
+    assert bad[4]["reason"].startswith("timestamp out of range")
+    assert json.loads(bad[3]["raw"])["account"] == "44"

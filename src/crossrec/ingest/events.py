@@ -4,9 +4,9 @@ Works on the staging connection's ``checked`` table (see :mod:`crossrec.ingest.v
 
 1. one aggregate over the valid rows gives each distinct raw account, its first and last
    event time and its keyed pseudonym (HMAC-SHA256 computed by DuckDB, once per account);
-2. repeats within the file are found by counting distinct 64-bit hashes of each event's
-   identity; only when two rows share a hash (a real repeat, or a rare collision) is the
-   exact identity compared, and later occurrences dropped;
+2. repeats within the file are found by sorting 64-bit hashes of each event's identity; only
+   when two rows share a hash (a real repeat, or a rare collision) is the exact identity
+   compared, and later occurrences dropped;
 3. the rows stream (Arrow batches) into :meth:`Store.insert_events`, which computes each
    event's 128-bit key and skips events already stored.
 """
@@ -72,10 +72,20 @@ def mark_repeats(con: duckdb.DuckDBPyConnection, valid: int) -> int:
     """Create ``_repeats(_row)``: valid rows of ``checked`` that repeat an earlier row's
     event; returns how many there are."""
     con.execute("CREATE TABLE _repeats (_row BIGINT)")
-    distinct = _scalar(
-        con, f"SELECT count(DISTINCT {_IDENTITY_HASH}) FROM checked WHERE _reason IS NULL"
+    if valid < 2:
+        return 0
+    # sorted hashes with no two neighbours equal: every hash differs, so every identity does
+    # (a sort costs a third less than a distinct count over ten million keys)
+    equal_neighbours = _scalar(
+        con,
+        f"""
+        SELECT count(*) FROM (
+            SELECT h = lag(h) OVER (ORDER BY h) AS same
+            FROM (SELECT {_IDENTITY_HASH} AS h FROM checked WHERE _reason IS NULL))
+        WHERE same
+        """,
     )
-    if distinct == valid:  # every hash differs, so every identity differs
+    if equal_neighbours == 0:
         return 0
     con.execute(
         f"""
