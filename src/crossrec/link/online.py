@@ -51,6 +51,8 @@ class OnlineLinker:
         #: (profile row, other platform code) -> its two best batch (probability, partner)
         self.best = best
         self.version = version
+        #: accounts re-scored since load (for metrics and tests)
+        self.rescored = 0
         self._lock = threading.Lock()
 
     @classmethod
@@ -143,6 +145,7 @@ class OnlineLinker:
             keep = np.flatnonzero((a == r) | (b == r))
             a, b, X = a[keep], b[keep], X[keep]
             prob = self.matcher.predict_proba(Xm[keep][:, cols])
+        self.rescored += 1
         ident = np.nan_to_num(X[:, names.index("identifiers_equal")]) > 0
         prob = np.where(ident, 1.0, prob)
         other = np.where(a == r, b, a)

@@ -184,6 +184,32 @@ class Recommender:
             if seq_vec is not None and prow is not None and index is not None:
                 index.upsert(seq_vec[None, :], np.asarray([prow], np.int64))
 
+    def account_vectors(
+        self, platform: str, account: str
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The account's current (CF, sequence) vectors: refreshed online, else trained."""
+        q = self.query(platform, account)
+        return q.own_cf, q.own_seq
+
+    def apply_links(self, platform: str, account: str, links: list[tuple[str, str, float]]) -> None:
+        """Replace the account's asserted links (weight < 1) by ``links`` — (platform,
+        account, probability) of its re-scored partners — on both sides."""
+        key = (platform, account)
+        with self._lock:
+            old = self.parts.links.get(key, [])
+            for q, b, w in old:
+                if w < 1.0:
+                    other = self.parts.links.get((q, b), [])
+                    self.parts.links[(q, b)] = [e for e in other if (e[0], e[1]) != key]
+            kept = [e for e in old if e[2] >= 1.0]
+            known = {(e[0], e[1]) for e in kept}
+            fresh = [(q, b, w) for q, b, w in links if (q, b) not in known]
+            self.parts.links[key] = sorted(kept + fresh)
+            for q, b, w in fresh:
+                other = [e for e in self.parts.links.get((q, b), []) if e[0] != platform]
+                self.parts.links[(q, b)] = sorted([*other, (platform, account, w)])
+            self.parts.cache.clear()
+
     def refresh_links(self) -> None:
         """Re-read known and asserted links from the store (after ``crossrec link`` or new
         known links)."""

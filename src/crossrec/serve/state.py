@@ -22,23 +22,30 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from crossrec.errors import ModelError
+from crossrec.errors import InputError, ModelError, NotFoundError, WorkspaceError
 from crossrec.models import ModelRegistry
 from crossrec.serve.auth import TokenBook
 from crossrec.serve.gate import GuardedIndex, ReadGate
 from crossrec.serve.limits import RateLimiter
 from crossrec.serve.metrics import Metrics
+from crossrec.serve.retrain import Retrainer
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from crossrec.index import VectorIndex
     from crossrec.ingest.records import RecordSummary
+    from crossrec.link.online import OnlineLinker
+    from crossrec.link.query import SequenceSpace
+    from crossrec.progress import ProgressHook
     from crossrec.recommend import Recommender
+    from crossrec.store import Store
     from crossrec.workspace import Workspace
 
 log = logging.getLogger("crossrec.serve")
@@ -54,6 +61,7 @@ class Loaded:
     ----------
     version : the model version (``v0003``).
     recommender : the Recommender over it (account state is updated online in place).
+    linker : the version's online linker (None before ``crossrec link`` ran on it).
     data_from : epoch seconds before which every store change is inside the model (its
         training started later); changes after it are replayed on a swap.
     """
@@ -61,6 +69,7 @@ class Loaded:
     version: str
     recommender: Recommender
     data_from: float
+    linker: OnlineLinker | None = None
 
 
 class ServeState:
@@ -73,7 +82,6 @@ class ServeState:
         self.poll_seconds = poll_seconds if poll_seconds is not None else cfg.model_poll_seconds
         self.registry = ModelRegistry(ws.models_dir)
         self._pseudonymiser = ws.pseudonymiser  # made once: request threads share it
-        self.tokens = TokenBook(ws.store)
         self.limiter = RateLimiter(cfg.rate_limit_per_second, cfg.rate_limit_burst)
         self._newest_event: float | None = None
         self.metrics = Metrics(newest_event_time=lambda: self._newest_event)
@@ -93,6 +101,13 @@ class ServeState:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self._closed = False
+        # one model check at a time (the poller, a finished training)
+        self._check_lock = threading.Lock()
+        # erasures while a training runs: removed from its version once it is published
+        self._training_since: float | None = None
+        self._erasures: list[tuple[float, list[AccountKey]]] = []
+        self.tokens = TokenBook(read=self._token_rows, refresh_seconds=cfg.token_refresh_seconds)
+        self.retrainer = Retrainer(self, every_seconds=cfg.retrain_every_seconds)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, *, poll: bool = True) -> None:
@@ -107,9 +122,11 @@ class ServeState:
                 target=self._poll, name="crossrec-model-poll", daemon=True
             )
             self._poller.start()
+            self.retrainer.start()  # periodic training and requests from other commands
 
     def close(self) -> None:
         self._stop.set()
+        self.retrainer.stop()
         if self._poller is not None:
             self._poller.join(timeout=30)
             self._poller = None
@@ -161,6 +178,22 @@ class ServeState:
             )
         return model
 
+    def sequence_space(self, model: Loaded) -> SequenceSpace:
+        """``model``'s sequence space for similar-account searches: its profiles, its
+        guarded indexes (updated online) and each account's current vector."""
+        from crossrec.link.query import SequenceSpace
+
+        recommender = model.recommender
+
+        def vector(row: int, platform: str, account: str) -> np.ndarray | None:
+            try:
+                return recommender.account_vectors(platform, account)[1]
+            except NotFoundError:  # a platform without CF: its trained profile vector
+                return None
+
+        parts = recommender.parts
+        return SequenceSpace(model.version, parts.profiles, parts.seq_index, vector)
+
     @property
     def newest_event_time(self) -> float | None:
         return self._newest_event
@@ -169,6 +202,10 @@ class ServeState:
     def check_model(self) -> bool:
         """Load and swap in ``models/CURRENT`` if it is not the version served; True if
         swapped. Loading happens outside the write lock: requests go on meanwhile."""
+        with self._check_lock:
+            return self._check_model()
+
+    def _check_model(self) -> bool:
         version = self.registry.current()
         current = self._model
         if version is None or version == self._failed_version:
@@ -204,8 +241,18 @@ class ServeState:
             self.model_error = f"model {version} failed to load: {exc}"
             log.error(self.model_error)
             return None
+        linker = None
+        try:
+            from crossrec.link.online import OnlineLinker
+
+            with self._gate.read():
+                linker = OnlineLinker.load(
+                    self.registry.path(version), self._new_view().store, self.ws.config
+                )
+        except Exception as exc:  # links stay as `crossrec link` wrote them
+            log.warning("model %s: online link re-scoring is off: %s", version, exc)
         log.info("loaded model %s in %.1f s", version, time.time() - started)
-        return Loaded(version, recommender, self._data_from(version, started))
+        return Loaded(version, recommender, self._data_from(version, started), linker)
 
     def _swap(self, loaded: Loaded) -> None:
         """Replay recent changes on ``loaded`` and serve it (write lock held)."""
@@ -259,8 +306,9 @@ class ServeState:
     def apply_events(self, platform: str, accounts: list[str]) -> None:
         """The online update after new events of ``accounts`` (pseudonyms) were committed.
 
-        The one hook for everything that follows new events (fresh vectors now; link
-        re-scoring belongs here too). Called with the write lock held.
+        The one hook for everything that follows new events: fresh vectors (CF fold-in,
+        sequence encoder, index entry) and the re-scoring of the account's candidate links with
+        the served matcher. Called with the write lock held.
         """
         model = self._model
         now = time.time()
@@ -269,7 +317,27 @@ class ServeState:
             self._erased.pop((platform, account), None)
             if model is not None:
                 model.recommender.update_account(platform, account)
+                if model.linker is not None:
+                    self._relink(model, platform, account)
         self.metrics.online_updates.inc(len(accounts))
+
+    def _relink(self, model: Loaded, platform: str, account: str) -> None:
+        """Re-score the account's candidate links with the served matcher and write them."""
+        from crossrec.link.online import relink_account
+
+        assert model.linker is not None
+        cf, seq = model.recommender.account_vectors(platform, account)
+        if model.linker.update_vectors(platform, account, cf=cf, sequence=seq) is None:
+            return  # newer than the model: linked by the next `crossrec link`
+        table = relink_account(model.linker, self.ws.store, platform, account)
+        if table is None:
+            return
+        partners = []
+        for row in table.to_pylist():
+            mine = (row["platform_a"], row["account_a"]) == (platform, account)
+            side = "b" if mine else "a"
+            partners.append((row[f"platform_{side}"], row[f"account_{side}"], row["probability"]))
+        model.recommender.apply_links(platform, account, partners)
 
     def forget(self, platform: str, raw_id: str, *, person: bool = False) -> dict[str, Any]:
         """Erase an account (or its whole person) everywhere, then drop every cached trace
@@ -287,6 +355,8 @@ class ServeState:
                         model.recommender.store = self._new_view().store
                 accounts = [(str(p), str(a)) for p, a in result.get("accounts", [])]
                 now = time.time()
+                if self._training_since is not None:
+                    self._erasures.append((now, accounts))
                 for key in accounts:
                     self._touched.pop(key, None)
                     self._erased[key] = now
@@ -299,11 +369,94 @@ class ServeState:
                     self._swap(loaded)
         return result
 
+    # -- training in the server ----------------------------------------------------------------
+    def train_now(self, *, progress: ProgressHook | None = None) -> dict[str, Any]:
+        """Train a new model version in this process (the caller's thread) and swap it in;
+        returns its metadata, as ``crossrec train`` prints it.
+
+        Training reads the store through this thread's own cursor, each read inside the read
+        gate (an erasure replaces the store between two reads, never during one); it writes
+        only the new version's files. Accounts erased while it ran are then erased from the
+        new version too (its reads may have come first), before it is swapped in.
+        """
+        from crossrec.forget_models import erase_version
+        from crossrec.train import train
+        from crossrec.workspace import Workspace
+
+        if self._training_since is not None:
+            raise WorkspaceError("a training is already running in this server")
+        self._training_since = time.time()
+        try:
+            # a fresh view: crossrec.toml as `crossrec train` would read it now
+            view = Workspace(self.ws.root)
+            view._pseudonymiser = self._pseudonymiser
+            view._store = cast("Store", _GatedReads(self))
+            meta = train(view, progress=progress)
+            version = str(meta["version"])
+            with self._check_lock, self._write_lock:  # no swap, load or erasure meanwhile
+                keys = {key for _, keys in self._erasures for key in keys}
+                if keys:
+                    erase_version(self.registry.path(version), keys)
+                    log.info("model %s: %d accounts erased during training", version, len(keys))
+        finally:
+            with self._write_lock:
+                self._training_since = None
+                self._erasures.clear()
+        self.check_model()
+        return meta
+
+    # -- jobs handed over by other commands (crossrec token) -----------------------------------
+    def control(self, op: str, args: dict[str, Any]) -> Any:
+        """Run a ``crossrec token`` job for a command that cannot open the store while this
+        server holds it; the token book sees the change at once."""
+        from crossrec.serve import auth
+
+        if op == "token-list":
+            with self.reading() as view:
+                return [t.as_dict() for t in auth.list_tokens(view.store)]
+        with self._write_lock:
+            if op == "token-create":
+                scopes = auth.parse_scopes(str(args.get("scopes", "")))
+                name = args.get("name")
+                secret, info = auth.create_token(
+                    self.ws.store, scopes, str(name) if name is not None else None
+                )
+                result: dict[str, Any] = {"token": secret, **info.as_dict()}
+            elif op == "token-revoke":
+                result = auth.revoke_token(self.ws.store, str(args.get("token", ""))).as_dict()
+            else:
+                raise InputError(f"unknown request {op!r}")
+        self.tokens.reload()
+        return result
+
+    def _token_rows(self) -> list[dict[str, Any]]:
+        with self.reading() as view:
+            return view.store.read("api_tokens").to_pylist()
+
     def _renew_views(self) -> None:
         self._generation += 1
         with self._views_lock:
             self._root.close()  # closes every cursor made from it
             self._root = self.ws.reader()
+
+
+class _GatedReads:
+    """The store as a training inside the server reads it: every call runs on the calling
+    thread's own cursor inside the read gate, so an erasure (which replaces the store file
+    and every cursor) waits for a read in progress, and the next read gets a fresh cursor."""
+
+    def __init__(self, state: ServeState) -> None:
+        self._state = state
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._state.reading() as view:
+                return getattr(view.store, name)(*args, **kwargs)
+
+        return call
+
+    def close(self) -> None:
+        pass  # the cursors belong to the server
 
 
 def _newest_time(records: list[dict[str, Any]]) -> float | None:
