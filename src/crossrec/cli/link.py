@@ -28,8 +28,11 @@ def register(app: typer.Typer) -> None:
         """Link accounts of the same person across platforms (current model)."""
         from crossrec.cli.progress import rich_progress
         from crossrec.link.pipeline import run_link
+        from crossrec.store.lock import WriterLock
 
-        with open_workspace(workspace) as ws, rich_progress() as progress:
+        ws = open_workspace(workspace)
+        # it writes the links and persons tables: one writer at a time
+        with WriterLock(ws.root, command="crossrec link"), ws, rich_progress() as progress:
             summary = run_link(ws, progress=progress)
         err.print(
             f"{summary['asserted_links']:,} links asserted from {summary['candidate_pairs']:,} "

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from crossrec.cli.common import JsonOpt, WorkspaceOpt, err, new_app, open_workspace, out, print_json
+
+if TYPE_CHECKING:
+    from crossrec.store import Store
 
 
 def openapi_document() -> dict[str, Any]:
@@ -68,7 +72,7 @@ def register(app: typer.Typer) -> None:
             if len(state.tokens) == 0:
                 err.print(
                     "no API tokens yet: every request except /healthz and /readyz will get "
-                    "401; create one with `crossrec token create` (stop the server first)"
+                    "401; create one with `crossrec token create` (the server accepts it at once)"
                 )
             cfg = ws.config.serve
             uvicorn.run(
@@ -91,20 +95,24 @@ def register(app: typer.Typer) -> None:
         name: Annotated[str | None, typer.Option("--name", help="What the token is for.")] = None,
         json_out: JsonOpt = False,
     ) -> None:
-        """Create a bearer token and print it (it is shown only this once)."""
+        """Create a bearer token and print it (it is shown only this once); a running server
+        accepts it at once."""
         from crossrec.serve.auth import create_token, parse_scopes
-        from crossrec.store.lock import WriterLock
 
         scopes = parse_scopes(scope)
-        ws = open_workspace(workspace)
-        with WriterLock(ws.root, command="crossrec token"), ws:
-            secret, info = create_token(ws.store, scopes, name)
+
+        def local(store: Store) -> dict[str, Any]:
+            secret, info = create_token(store, scopes, name)
+            return {"token": secret, **info.as_dict()}
+
+        doc = _token_job(
+            workspace, "token-create", {"scopes": ",".join(scopes), "name": name}, local
+        )
         if json_out:
-            print_json({"token": secret, **info.as_dict()})
+            print_json(doc)
             return
-        scopes = info.as_dict()["scopes"]
-        err.print(f"token {info.id} ({scopes}): keep it now, it is not shown again")
-        sys.stdout.write(secret + "\n")
+        err.print(f"token {doc['id']} ({doc['scopes']}): keep it now, it is not shown again")
+        sys.stdout.write(doc["token"] + "\n")
 
     @token.command("revoke")
     def token_revoke(
@@ -112,27 +120,28 @@ def register(app: typer.Typer) -> None:
         workspace: WorkspaceOpt = Path("."),
         json_out: JsonOpt = False,
     ) -> None:
-        """Revoke a token (a running server keeps accepting it until restarted)."""
+        """Revoke a token (a running server refuses it within serve.token_refresh_seconds)."""
         from crossrec.serve.auth import revoke_token
-        from crossrec.store.lock import WriterLock
 
-        ws = open_workspace(workspace)
-        with WriterLock(ws.root, command="crossrec token"), ws:
-            info = revoke_token(ws.store, token_or_id)
+        doc = _token_job(
+            workspace,
+            "token-revoke",
+            {"token": token_or_id},
+            lambda store: revoke_token(store, token_or_id).as_dict(),
+        )
         if json_out:
-            print_json(info.as_dict())
+            print_json(doc)
             return
-        err.print(f"token {info.id} revoked")
+        err.print(f"token {doc['id']} revoked")
 
     @token.command("list")
     def token_list(workspace: WorkspaceOpt = Path("."), json_out: JsonOpt = False) -> None:
         """Show every token: id, name, scopes, when created and revoked (never the token)."""
         from crossrec.serve.auth import list_tokens
-        from crossrec.store.lock import WriterLock
 
-        ws = open_workspace(workspace)
-        with WriterLock(ws.root, command="crossrec token"), ws:
-            rows = [t.as_dict() for t in list_tokens(ws.store)]
+        rows = _token_job(
+            workspace, "token-list", {}, lambda store: [t.as_dict() for t in list_tokens(store)]
+        )
         if json_out:
             print_json(rows)
             return
@@ -144,3 +153,27 @@ def register(app: typer.Typer) -> None:
                 r["id"], r["name"] or "", r["scopes"], r["created_at"], r["revoked_at"] or ""
             )
         out.print(table)
+
+
+def _token_job(
+    workspace: Path, op: str, args: dict[str, Any], local: Callable[[Store], Any]
+) -> Any:
+    """Run a token job on the store here, or, while `crossrec serve` holds the workspace,
+    hand it to that server (which writes the store and updates its token book at once)."""
+    from crossrec.errors import WorkspaceError
+    from crossrec.serve import control
+    from crossrec.store.lock import WriterLock
+
+    ws = open_workspace(workspace)
+    lock = WriterLock(ws.root, command="crossrec token")
+    try:
+        lock.acquire()
+    except WorkspaceError:
+        if control.serving_pid(ws.root) is None:
+            raise
+        request_id = control.submit(ws.root, op, args)
+        return control.wait_answer(
+            ws.root, request_id, alive=lambda: control.server_holds_lock(ws.root), timeout=60
+        )
+    with lock, ws:
+        return local(ws.store)

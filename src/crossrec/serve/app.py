@@ -339,8 +339,11 @@ def _routes(app: FastAPI) -> None:
         """The k most similar accounts (other people) on platform ``on``."""
         from crossrec.link.query import similar_accounts
 
-        with _state(request).reading() as view:
-            return similar_accounts(view, platform, account, on, k)
+        state = _state(request)
+        # the served model's profiles and indexes: nothing is loaded from disk per request
+        space = state.sequence_space(state.require_model())
+        with state.reading() as view:
+            return similar_accounts(view, platform, account, on, k, space=space)
 
     @app.get(
         account_path + "/profile",

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import math
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -19,6 +24,8 @@ from crossrec.errors import InputError, NotFoundError
 
 if TYPE_CHECKING:
     from crossrec.store import Store
+
+log = logging.getLogger("crossrec.serve")
 
 SCOPES = ("read", "write")
 TOKEN_PREFIX = "crx_"
@@ -119,24 +126,89 @@ def revoke_token(store: Store, token_or_id: str) -> TokenInfo:
     return _info({**live[0], "revoked_at": at})
 
 
+def _rows_of(store: Store) -> Callable[[], list[dict[str, Any]]]:
+    def read() -> list[dict[str, Any]]:
+        return store.read("api_tokens").to_pylist()
+
+    return read
+
+
 class TokenBook:
     """Live tokens by SHA-256, held in memory: a check is one hash and one dict lookup.
 
-    The server is the workspace's one writer, so no other process can add or revoke tokens
-    while it runs; the book is read once at start (``reload`` reads it again).
+    Tokens are created and revoked while a server runs (``crossrec token`` hands the change
+    to the server, which writes it to the store), so the book re-reads ``api_tokens`` (one
+    small read, never one per request):
+
+    * every ``refresh_seconds`` at most, on the first lookup after that: a revoked token is
+      refused within ``refresh_seconds``;
+    * on a miss, at most once per ``miss_seconds``: a new token works at once, and a flood of
+      bad tokens costs a few reads per second, not one each.
+
+    The read runs on the request thread that finds the book stale; the others keep using the
+    book as it is meanwhile. A failed read keeps the book as it was (and is retried later).
+
+    Parameters
+    ----------
+    store : read its ``api_tokens`` table; or
+    read : returns the table's rows (the HTTP service reads through its own cursor).
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        read: Callable[[], list[dict[str, Any]]] | None = None,
+        refresh_seconds: float = 1.0,
+        miss_seconds: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if read is None:
+            if store is None:
+                raise ValueError("TokenBook needs a store or a read function")
+            read = _rows_of(store)
+        self._read = read
+        self.refresh_seconds = refresh_seconds
+        self.miss_seconds = miss_seconds
+        self._clock = clock
         self._by_hash: dict[str, TokenInfo] = {}
-        self.reload(store)
+        self._loaded_at = -math.inf
+        self._reloading = threading.Lock()
+        self.reload()
 
-    def reload(self, store: Store) -> None:
-        rows = store.read("api_tokens").to_pylist()
+    def reload(self, store: Store | None = None) -> None:
+        """Read the live tokens now (from ``store`` when given, else the book's source)."""
+        rows = store.read("api_tokens").to_pylist() if store is not None else self._read()
         self._by_hash = {r["token_sha256"]: _info(r) for r in rows if r["revoked_at"] is None}
+        self._loaded_at = self._clock()
+
+    def _refresh(self, older_than: float) -> bool:
+        """Reload if the book is older than ``older_than`` seconds and no other thread is at
+        it; True if it was reloaded."""
+        if self._clock() - self._loaded_at < older_than:
+            return False
+        if not self._reloading.acquire(blocking=False):
+            return False  # another thread is reloading: use the book as it is
+        try:
+            if self._clock() - self._loaded_at < older_than:
+                return False
+            self.reload()
+            return True
+        except Exception:  # the store is being replaced (erasure): keep the book, retry later
+            log.warning("re-reading API tokens failed; the previous list stays", exc_info=True)
+            self._loaded_at = self._clock()
+            return False
+        finally:
+            self._reloading.release()
 
     def __len__(self) -> int:
         return len(self._by_hash)
 
     def lookup(self, token: str) -> TokenInfo | None:
         """The live token's record, or None for an unknown or revoked token."""
-        return self._by_hash.get(token_hash(token))
+        self._refresh(self.refresh_seconds)
+        digest = token_hash(token)
+        found = self._by_hash.get(digest)
+        if found is None and self._refresh(self.miss_seconds):
+            found = self._by_hash.get(digest)
+        return found

@@ -94,6 +94,22 @@ class Metrics:
             "Times a newly trained model version was loaded and swapped in.",
             registry=self.registry,
         )
+        self.retrains = Counter(
+            "crossrec_retrains",
+            "Trainings run inside the server, by result (ok, failed).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.retrain_running = Gauge(
+            "crossrec_retrain_running",
+            "1 while a training runs inside the server, else 0.",
+            registry=self.registry,
+        )
+        self.retrain_seconds = Gauge(
+            "crossrec_retrain_last_seconds",
+            "Seconds the last training inside the server took (ok or failed).",
+            registry=self.registry,
+        )
         self.model = Gauge(
             "crossrec_model_info",
             "The model version being served (value 1 on its label).",

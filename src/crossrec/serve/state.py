@@ -20,6 +20,7 @@ Concurrency, in one place:
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,13 +29,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from crossrec.errors import InputError, ModelError, NotFoundError, WorkspaceError
+from crossrec.errors import InputError, ModelError, NotFoundError
 from crossrec.models import ModelRegistry
+from crossrec.progress import NullProgress
 from crossrec.serve.auth import TokenBook
 from crossrec.serve.gate import GuardedIndex, ReadGate
 from crossrec.serve.limits import RateLimiter
 from crossrec.serve.metrics import Metrics
-from crossrec.serve.retrain import Retrainer
+from crossrec.serve.retrain import Retrainer, TrainingInterrupted
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
     from crossrec.ingest.records import RecordSummary
     from crossrec.link.online import OnlineLinker
     from crossrec.link.query import SequenceSpace
-    from crossrec.progress import ProgressHook
+    from crossrec.progress import ProgressHook, TaskHandle
     from crossrec.recommend import Recommender
     from crossrec.store import Store
     from crossrec.workspace import Workspace
@@ -103,9 +105,10 @@ class ServeState:
         self._closed = False
         # one model check at a time (the poller, a finished training)
         self._check_lock = threading.Lock()
-        # erasures while a training runs: removed from its version once it is published
-        self._training_since: float | None = None
-        self._erasures: list[tuple[float, list[AccountKey]]] = []
+        # held by a training for its whole run; an erasure interrupts it and takes it
+        self._train_lock = threading.Lock()
+        self._erasures_waiting = 0  # > 0: a training stops at its next step
+        self._count_lock = threading.Lock()
         self.tokens = TokenBook(read=self._token_rows, refresh_seconds=cfg.token_refresh_seconds)
         self.retrainer = Retrainer(self, every_seconds=cfg.retrain_every_seconds)
 
@@ -342,8 +345,19 @@ class ServeState:
     def forget(self, platform: str, raw_id: str, *, person: bool = False) -> dict[str, Any]:
         """Erase an account (or its whole person) everywhere, then drop every cached trace
         of it: its online state at once, and the whole model, reloaded from the rewritten
-        files, before returning."""
-        with self._write_lock:
+        files, before returning.
+
+        A training running in this process is interrupted first (it would publish what it
+        read before the erasure; erasure also rewrites its half-written files) and starts
+        again afterwards."""
+        with self._count_lock:
+            self._erasures_waiting += 1
+        try:
+            self._train_lock.acquire()
+        finally:
+            with self._count_lock:
+                self._erasures_waiting -= 1
+        with _Held(self._train_lock), self._write_lock:
             with self._gate.exclusive():
                 model = self._model
                 try:
@@ -355,8 +369,6 @@ class ServeState:
                         model.recommender.store = self._new_view().store
                 accounts = [(str(p), str(a)) for p, a in result.get("accounts", [])]
                 now = time.time()
-                if self._training_since is not None:
-                    self._erasures.append((now, accounts))
                 for key in accounts:
                     self._touched.pop(key, None)
                     self._erased[key] = now
@@ -375,35 +387,29 @@ class ServeState:
         returns its metadata, as ``crossrec train`` prints it.
 
         Training reads the store through this thread's own cursor, each read inside the read
-        gate (an erasure replaces the store between two reads, never during one); it writes
-        only the new version's files. Accounts erased while it ran are then erased from the
-        new version too (its reads may have come first), before it is swapped in.
+        gate, and writes only the new version's files. An erasure interrupts it (at its next
+        store read or progress step): :class:`TrainingInterrupted` is raised, its unfinished
+        files are removed, and the caller may start again (the Retrainer does).
         """
-        from crossrec.forget_models import erase_version
         from crossrec.train import train
         from crossrec.workspace import Workspace
 
-        if self._training_since is not None:
-            raise WorkspaceError("a training is already running in this server")
-        self._training_since = time.time()
-        try:
+        with self._train_lock:  # waits for an erasure in progress
             # a fresh view: crossrec.toml as `crossrec train` would read it now
             view = Workspace(self.ws.root)
             view._pseudonymiser = self._pseudonymiser
-            view._store = cast("Store", _GatedReads(self))
-            meta = train(view, progress=progress)
-            version = str(meta["version"])
-            with self._check_lock, self._write_lock:  # no swap, load or erasure meanwhile
-                keys = {key for _, keys in self._erasures for key in keys}
-                if keys:
-                    erase_version(self.registry.path(version), keys)
-                    log.info("model %s: %d accounts erased during training", version, len(keys))
-        finally:
-            with self._write_lock:
-                self._training_since = None
-                self._erasures.clear()
+            view._store = cast("Store", _GatedReads(self, self._interrupted))
+            try:
+                meta = train(view, progress=_Interruptible(progress, self._interrupted))
+            except TrainingInterrupted:
+                for staged in self.registry.root.glob(".tmp-v*"):  # half-written versions
+                    shutil.rmtree(staged, ignore_errors=True)
+                raise
         self.check_model()
         return meta
+
+    def _interrupted(self) -> bool:
+        return self._erasures_waiting > 0
 
     # -- jobs handed over by other commands (crossrec token) -----------------------------------
     def control(self, op: str, args: dict[str, Any]) -> Any:
@@ -442,14 +448,16 @@ class ServeState:
 
 class _GatedReads:
     """The store as a training inside the server reads it: every call runs on the calling
-    thread's own cursor inside the read gate, so an erasure (which replaces the store file
-    and every cursor) waits for a read in progress, and the next read gets a fresh cursor."""
+    thread's own cursor inside the read gate; none starts once an erasure is waiting."""
 
-    def __init__(self, state: ServeState) -> None:
+    def __init__(self, state: ServeState, interrupted: Callable[[], bool]) -> None:
         self._state = state
+        self._interrupted = interrupted
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
+            if self._interrupted():
+                raise TrainingInterrupted("an erasure interrupted the training")
             with self._state.reading() as view:
                 return getattr(view.store, name)(*args, **kwargs)
 
@@ -457,6 +465,54 @@ class _GatedReads:
 
     def close(self) -> None:
         pass  # the cursors belong to the server
+
+
+class _Held:
+    """Releases an already acquired lock when the ``with`` block ends."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+class _Interruptible:
+    """A progress hook that stops the training at its next step once an erasure waits."""
+
+    def __init__(self, inner: ProgressHook | None, interrupted: Callable[[], bool]) -> None:
+        self._inner = inner or NullProgress()
+        self._interrupted = interrupted
+
+    def check(self) -> None:
+        if self._interrupted():
+            raise TrainingInterrupted("an erasure interrupted the training")
+
+    def task(self, description: str, total: float | None = None) -> TaskHandle:
+        self.check()
+        return _InterruptibleTask(self, self._inner.task(description, total))
+
+    def log(self, message: str) -> None:
+        self._inner.log(message)
+
+
+class _InterruptibleTask:
+    def __init__(self, owner: _Interruptible, inner: TaskHandle) -> None:
+        self._owner, self._inner = owner, inner
+
+    def advance(self, amount: float = 1) -> None:
+        self._owner.check()
+        self._inner.advance(amount)
+
+    def update(self, *, completed: float | None = None, total: float | None = None) -> None:
+        self._owner.check()
+        self._inner.update(completed=completed, total=total)
+
+    def done(self) -> None:
+        self._inner.done()
 
 
 def _newest_time(records: list[dict[str, Any]]) -> float | None:
