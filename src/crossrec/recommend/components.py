@@ -112,12 +112,10 @@ def component_scores(
     if query.own_cf is not None:
         out["own_cf"] = p.cf.item_factors @ query.own_cf
     if len(query.seen) and p.item_knn is not None:
-        from crossrec.represent.itemknn import scores
-
         cols, conf = p.history(query.account) if query.account is not None else (query.seen, None)
         if conf is None or len(cols) == 0:
             cols, conf = query.seen, np.ones(len(query.seen), np.float32)
-        out["own_items"] = scores(p.item_knn, cols, conf)
+        out["own_items"] = _weighted_rows(p.item_knn, np.asarray(cols), np.asarray(conf))
     if query.own_seq is not None and p.seq_items.shape[1]:
         out["own_seq"] = p.seq_items @ query.own_seq
     linked = [entry for entry in query.linked if entry[0] != query.platform]
@@ -175,7 +173,7 @@ def _linked_text(
         cols, conf = q.history(account)
         if len(cols) == 0:
             continue
-        vec = np.asarray((conf / conf.sum()) @ align[cols].toarray()).ravel()
+        vec = _weighted_rows(align, cols, conf / conf.sum())
         total = w * vec if total is None else total + w * vec
     if total is None or not np.any(total):
         return None
@@ -270,7 +268,7 @@ def _linked_neighbours(
         top = top[sims[top] > 0]
         if len(top) == 0:
             continue
-        scores = np.asarray(sims[top] @ br.p_rows[top].toarray()).ravel() * weight
+        scores = _weighted_rows(br.p_rows, top, sims[top]) * weight
         total = scores if total is None else total + scores
     return total
 
@@ -286,22 +284,61 @@ def _neighbours(
     if index is None or len(index) == 0:
         return None
     scores, ids = index.search(probe[None, :].astype(np.float32), n + len(exclude) + 1)
-    prof = parts.profiles
+    to_matrix = _matrix_rows(parts, p)
     rows: list[int] = []
     weights: list[float] = []
     for s, i in zip(scores[0].tolist(), ids[0].tolist(), strict=True):
         if i < 0 or i in exclude or len(rows) >= n or s <= 0:
             continue
-        r = p.row(str(prof.account[i]))
-        if r is not None:
+        r = int(to_matrix[i]) if i < len(to_matrix) else -1
+        if r >= 0:
             rows.append(r)
             weights.append(float(s))
     if not rows:
         return None
-    sub = p.matrix.matrix[rows]
-    binary = sub.copy()
-    binary.data[:] = 1.0
-    return np.asarray(np.asarray(weights, np.float64) @ binary.toarray()).ravel()
+    return _weighted_rows(_binary_matrix(parts, p), np.asarray(rows), np.asarray(weights))
+
+
+def _weighted_rows(m: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``weights @ m[rows]`` as a dense ``(n_cols,)`` vector, without slicing ``m``."""
+    rows = np.asarray(rows, dtype=np.int64)
+    starts, ends = m.indptr[rows], m.indptr[rows + 1]
+    lens = ends - starts
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(m.shape[1], np.float64)
+    # positions of every stored entry of the chosen rows, row after row
+    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
+    pos = offsets + np.arange(total)
+    w = np.repeat(np.asarray(weights, np.float64), lens) * m.data[pos]
+    return np.bincount(m.indices[pos], weights=w, minlength=m.shape[1]).astype(np.float64)
+
+
+def _matrix_rows(parts: RecommendParts, p: PlatformParts) -> np.ndarray:
+    """Profile row -> row of P's interaction matrix (-1 where the account has none); cached."""
+    key = ("matrix_rows", p.name, id(p.matrix))
+    found = parts.cache.get(key)
+    if found is None:
+        prof = parts.profiles
+        found = np.full(len(prof), -1, np.int64)
+        mine = np.flatnonzero(prof.platform == p.name)
+        accounts = p.matrix.accounts
+        pos = np.searchsorted(accounts, prof.account[mine])
+        pos = np.minimum(pos, max(len(accounts) - 1, 0))
+        ok = (accounts[pos] == prof.account[mine]) if len(accounts) else np.zeros(len(mine), bool)
+        found[mine[ok]] = pos[ok]
+        parts.cache[key] = found
+    return found
+
+
+def _binary_matrix(parts: RecommendParts, p: PlatformParts) -> sp.csr_matrix:
+    """P's interaction matrix with every stored entry set to 1; cached."""
+    key = ("binary", p.name, id(p.matrix))
+    found = parts.cache.get(key)
+    if found is None:
+        found = _binary(p.matrix.matrix)
+        parts.cache[key] = found
+    return found
 
 
 def fit_maps(parts: RecommendParts, *, alpha: float = 1.0, skip: frozenset = frozenset()) -> Maps:

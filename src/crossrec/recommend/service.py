@@ -147,12 +147,13 @@ class Recommender:
         top = cand[np.argpartition(-scored.total[cand], m - 1)[:m]]
         top = top[np.lexsort((top, -scored.total[top]))]
         anonymous = scored.query.regime == "anonymous"
-        out = []
-        for col in top.tolist():
-            driver = scored.names[int(np.argmax(scored.contributions[:, col]))]
-            reason = explain(self.parts, scored.query, driver, col, anonymous=anonymous)
-            out.append(Recommendation(str(p.matrix.items[col]), float(scored.total[col]), reason))
-        return out
+        cols = top.tolist()
+        drivers = [scored.names[int(np.argmax(scored.contributions[:, c]))] for c in cols]
+        reasons = explain(self.parts, scored.query, drivers, cols, anonymous=anonymous)
+        return [
+            Recommendation(str(p.matrix.items[c]), float(scored.total[c]), reason)
+            for c, reason in zip(cols, reasons, strict=True)
+        ]
 
     # -- online updates ----------------------------------------------------------------------
     def update_account(self, platform: str, account: str) -> None:
