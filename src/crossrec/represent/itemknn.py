@@ -2,7 +2,8 @@
 
 The similarity of two items is implicit's ``BM25Recommender`` weighting of the accounts that
 consumed both, keeping each item's ``K`` nearest items. An account's scores over the catalogue
-are its interaction row times the similarity matrix: "items like the ones you had". On small,
+are its interaction row times the similarity matrix ("items like the ones you had"; see
+``crossrec.recommend.components``). On small,
 sparse catalogues this is often stronger than matrix factorisation, and it needs no user
 factors, so new events count at once.
 """
@@ -40,16 +41,6 @@ def fit_item_knn(matrix: sp.csr_matrix, *, k: int = K, num_threads: int = 1) -> 
         warnings.simplefilter("ignore")
         model.fit(sp.csr_matrix(matrix, dtype=np.float32), show_progress=False)
     return sp.csr_matrix(model.similarity, dtype=np.float32)
-
-
-def scores(similarity: sp.csr_matrix, columns: np.ndarray, confidences: np.ndarray) -> np.ndarray:
-    """``(n_items,)`` scores of an account with these interactions (columns, confidences)."""
-    n = similarity.shape[0]
-    row = sp.csr_matrix(
-        (np.asarray(confidences, np.float32), (np.zeros(len(columns), np.int64), columns)),
-        shape=(1, n),
-    )
-    return np.asarray((row @ similarity).todense()).ravel()
 
 
 def save_item_knn(similarity: sp.csr_matrix, directory: Path) -> None:
