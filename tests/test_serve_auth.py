@@ -100,3 +100,97 @@ def test_token_commands(tmp_path):
     r = crossrec("token", "create", "--workspace", w, "--scope", "admin")
     assert r.returncode == 2 and "unknown scope 'admin'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_book_sees_revocations_after_refresh_seconds_without_a_read_per_lookup(ws):
+    token, info = create_token(ws.store, ("read",), None)
+    reads = []
+
+    def read():
+        reads.append(1)
+        return ws.store.read("api_tokens").to_pylist()
+
+    clock = Clock()
+    book = TokenBook(read=read, refresh_seconds=1.0, clock=clock)
+    assert len(reads) == 1
+    for _ in range(100):  # hits never read the store
+        assert book.lookup(token) is not None
+    assert len(reads) == 1
+    revoke_token(ws.store, info.id)
+    clock.now += 0.5
+    assert book.lookup(token) is not None  # within refresh_seconds the book is as it was
+    clock.now += 0.6
+    assert book.lookup(token) is None  # the next lookup after it re-reads: refused
+    assert len(reads) == 2
+
+
+def test_a_new_token_works_at_once_and_bad_tokens_cost_few_reads(ws):
+    clock = Clock()
+    reads = []
+
+    def read():
+        reads.append(1)
+        return ws.store.read("api_tokens").to_pylist()
+
+    book = TokenBook(read=read, refresh_seconds=60.0, miss_seconds=0.25, clock=clock)
+    token, _ = create_token(ws.store, ("write",), None)
+    clock.now += 0.3
+    found = book.lookup(token)  # a miss re-reads: the new token is known
+    assert found is not None and found.scopes == frozenset({"write"})
+    before = len(reads)
+    for _ in range(1000):  # a flood of bad tokens within one miss interval
+        assert book.lookup("crx_bad_token") is None
+    assert len(reads) - before <= 1
+
+
+def test_a_failed_reread_keeps_the_book(ws):
+    token, _ = create_token(ws.store, ("read",), None)
+    clock = Clock()
+    broken = {"now": False}
+
+    def read():
+        if broken["now"]:
+            raise RuntimeError("store closed")
+        return ws.store.read("api_tokens").to_pylist()
+
+    book = TokenBook(read=read, refresh_seconds=1.0, clock=clock)
+    broken["now"] = True
+    clock.now += 5
+    assert book.lookup(token) is not None
+
+
+def test_a_running_server_refuses_a_revoked_token_within_seconds(tmp_path_factory, tmp_path):
+    import time
+
+    from tests.test_serve_common import serve, world_of
+
+    world = world_of(tmp_path_factory)
+    with serve(world, tmp_path / "ws") as s:
+        url = f"/v1/platforms/video/accounts/{world.accounts['video'][0]}/profile"
+        made = s.state.control("token-create", {"scopes": "read", "name": "dash"})
+        assert made["token"].startswith("crx_") and made["name"] == "dash"
+        fresh = {"Authorization": f"Bearer {made['token']}"}
+        assert s.client.get(url, headers=fresh).status_code == 200  # at once
+        s.state.control("token-revoke", {"token": made["id"]})
+        assert s.client.get(url, headers=fresh).status_code == 401  # at once
+        listed = s.state.control("token-list", {})
+        assert [t["revoked_at"] is not None for t in listed if t["id"] == made["id"]] == [True]
+        # revoked by any other writer of the store: refused within token_refresh_seconds
+        with s.state._write_lock:
+            revoke_token(s.state.ws.store, s.tokens["read"])
+        deadline = time.monotonic() + 5
+        while s.client.get(url, headers=s.auth("read")).status_code == 200:
+            assert time.monotonic() < deadline, "the revoked token is still accepted"
+            time.sleep(0.1)
+        assert s.client.get(url, headers=s.auth("read")).status_code == 401
+        assert s.client.get(url, headers=s.auth("rw")).status_code == 200
+        with pytest.raises(NotFoundError, match="already revoked"):
+            s.state.control("token-revoke", {"token": made["id"]})

@@ -189,3 +189,97 @@ def test_train_and_token_commands_against_a_running_server(world, tmp_path):
     trained = crossrec("train", "--workspace", str(root), "--json")
     assert trained.returncode == 0, trained.stderr
     assert json.loads(trained.stdout)["version"] == "v0003"
+
+
+class StubState:
+    """What the Retrainer needs of a ServeState, with a training that takes ``seconds``."""
+
+    def __init__(self, root, seconds: float = 0.3) -> None:
+        from types import SimpleNamespace
+
+        from crossrec.serve.metrics import Metrics
+
+        self.ws = SimpleNamespace(root=root)
+        self.metrics = Metrics()
+        self.model = None
+        self.seconds = seconds
+        self.trained: list[float] = []
+        self.interrupt_next = False
+
+    def train_now(self, *, progress=None):
+        from crossrec.serve.retrain import TrainingInterrupted
+
+        progress.task("training", total=1).advance()
+        time.sleep(self.seconds)
+        if self.interrupt_next:
+            self.interrupt_next = False
+            raise TrainingInterrupted("an erasure interrupted the training")
+        self.trained.append(time.monotonic())
+        return {"version": f"v{len(self.trained):04d}", "seconds": self.seconds}
+
+    def control(self, op, args):
+        return {"op": op}
+
+
+def test_requests_during_a_training_get_the_next_one_and_one_runs_at_a_time(tmp_path):
+    from crossrec.serve import control
+    from crossrec.serve.retrain import Retrainer
+
+    state = StubState(tmp_path)
+    retrainer = Retrainer(state)  # no schedule: on request only
+    retrainer.start()
+    try:
+        first = control.submit(tmp_path, "train")
+        while not retrainer.running:
+            time.sleep(0.01)
+        # arrives while the first runs: answered by a second training, not the first
+        second = control.submit(tmp_path, "train")
+        third = control.submit(tmp_path, "train")
+        alive = lambda: True  # noqa: E731
+        assert control.wait_answer(tmp_path, first, alive=alive, timeout=10)["version"] == "v0001"
+        assert control.wait_answer(tmp_path, second, alive=alive, timeout=10)["version"] == "v0002"
+        assert control.wait_answer(tmp_path, third, alive=alive, timeout=10)["version"] == "v0002"
+        assert len(state.trained) == 2
+        # a token job is answered at once, even while a training runs
+        ticket = retrainer.request()
+        token_job = control.submit(tmp_path, "token-list")
+        t = time.monotonic()
+        assert control.wait_answer(tmp_path, token_job, alive=alive, timeout=10) == {
+            "op": "token-list"
+        }
+        assert retrainer.wait(ticket, timeout=10)
+        assert time.monotonic() - t < 5
+        assert not list((tmp_path / ".control").glob("*.json"))  # every file consumed
+    finally:
+        retrainer.stop()
+
+
+def test_periodic_retraining_and_an_interrupted_one_starts_again(tmp_path):
+    from crossrec.serve.retrain import Retrainer
+
+    state = StubState(tmp_path, seconds=0.05)
+    state.interrupt_next = True
+    retrainer = Retrainer(state, every_seconds=0.5)
+    retrainer.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(state.trained) < 3:
+            assert time.monotonic() < deadline, state.trained
+            time.sleep(0.05)
+    finally:
+        retrainer.stop()
+    gaps = [b - a for a, b in zip(state.trained, state.trained[1:], strict=False)]
+    assert all(g >= 0.45 for g in gaps), gaps  # counted from the end of the previous one
+    text = state.metrics.render().decode()
+    assert 'crossrec_retrains_total{result="ok"}' in text
+    assert 'result="failed"' not in text  # an interruption is not a failure
+
+
+def test_a_waiting_command_learns_when_the_server_is_gone(tmp_path):
+    from crossrec.errors import WorkspaceError
+    from crossrec.serve import control
+
+    request = control.submit(tmp_path, "train")
+    with pytest.raises(WorkspaceError, match="stopped before answering"):
+        control.wait_answer(tmp_path, request, alive=lambda: False, timeout=10)
+    assert not list((tmp_path / ".control").glob("*.request.json"))  # withdrawn
