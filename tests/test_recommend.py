@@ -256,6 +256,8 @@ def test_blocked_items_are_never_recommended(world) -> None:
     p = rec.parts.platform("music")
     assert p.blocked is not None and not p.blocked.any()
     p.blocked[np.searchsorted(p.matrix.items, first[0].item)] = True
+    assert rec.recommend("music", account, 5) == first  # served from the cache
+    rec.clear_cache()
     again = rec.recommend("music", account, 5)
     assert first[0].item not in {r.item for r in again}
     assert [r.item for r in again][:4] == [r.item for r in first][1:5]

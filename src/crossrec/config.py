@@ -129,6 +129,9 @@ class RecommendConfig(_Section):
     #: an item whose attributes hold this key with a false value ("false", "0", "no", false,
     #: 0) is unavailable and never recommended; "" turns the check off
     availability_attribute: str = "available"
+    #: recommendation lists kept per process until the account, its links or the model change
+    #: (0 turns the cache off)
+    cache_size: int = Field(default=100_000, ge=0)
 
 
 class ServeConfig(_Section):
@@ -262,6 +265,7 @@ align_min_similarity = 0.8
 k = 10
 exclude_categories = []             # never recommend items of these categories
 availability_attribute = "available"  # items with available=false are never recommended
+cache_size = 100000                 # lists kept until the account, its links or the model change
 
 [serve]
 host = "127.0.0.1"

@@ -12,6 +12,7 @@ its linked accounts by the *cold* blend, and one with nothing at all gets popula
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -69,6 +70,12 @@ class Recommender:
         self.store = store
         self._own: dict[tuple[str, str], tuple[np.ndarray | None, np.ndarray | None]] = {}
         self._lock = threading.Lock()
+        # Served lists until the account, its links or the model change (LRU, bounded).
+        self._cache_size = config.cache_size if config is not None else 0
+        self._results: OrderedDict[tuple[str, str | None, int], list[Recommendation]] = (
+            OrderedDict()
+        )
+        self._keys: dict[tuple[str, str | None], set[int]] = {}
 
     @property
     def model_version(self) -> str:
@@ -132,6 +139,26 @@ class Recommender:
         k = k if k is not None else (self.config.k if self.config else 10)
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
+        cacheable = item_filter is None and self._cache_size > 0
+        if cacheable:
+            with self._lock:
+                hit = self._results.get((platform, account, k))
+                if hit is not None:
+                    self._results.move_to_end((platform, account, k))
+                    return list(hit)
+        result = self._recommend(platform, account, k, item_filter)
+        if cacheable:
+            with self._lock:
+                self._results[(platform, account, k)] = result
+                self._keys.setdefault((platform, account), set()).add(k)
+                while len(self._results) > self._cache_size:
+                    (p_, a_, k_), _ = self._results.popitem(last=False)
+                    self._keys.get((p_, a_), set()).discard(k_)
+        return list(result)
+
+    def _recommend(
+        self, platform: str, account: str | None, k: int, item_filter: ItemFilter | None
+    ) -> list[Recommendation]:
         scored = self.score(self.query(platform, account))
         p = self.parts.platform(platform)
         allowed = np.ones(p.n_items, bool)
@@ -155,7 +182,24 @@ class Recommender:
             for c, reason in zip(cols, reasons, strict=True)
         ]
 
+    def clear_cache(self) -> None:
+        """Drop every served list (after changing filters or parts by hand)."""
+        with self._lock:
+            self._results.clear()
+            self._keys.clear()
+
     # -- online updates ----------------------------------------------------------------------
+    def _invalidate(self, accounts: list[tuple[str, str]]) -> None:
+        """Drop the served lists of these accounts (lock held)."""
+        for key in accounts:
+            for k in self._keys.pop(key, set()):
+                self._results.pop((key[0], key[1], k), None)
+
+    def _drop_link_caches(self) -> None:
+        """Forget structures derived from the links (lock held)."""
+        for key in [k for k in self.parts.cache if k and k[0] == "bridges"]:
+            del self.parts.cache[key]
+
     def update_account(self, platform: str, account: str) -> None:
         """Refresh one account after new events: its history, CF vector (fold-in) and sequence
         vector are recomputed from its events in the store, without retraining."""
@@ -167,10 +211,16 @@ class Recommender:
         events = self.store.account_events(
             platform, account, columns=["account", "item", "event_type", "value", "ts", "seq"]
         )
+        # its own lists, and those of its linked accounts (they borrow from its history)
+        touched = [
+            (platform, account),
+            *[(q, b) for q, b, _ in self.parts.linked(platform, account)],
+        ]
         if events.num_rows == 0:
             with self._lock:
                 p.updated.pop(account, None)
                 self._own.pop((platform, account), None)
+                self._invalidate(touched)
             return
         cols, conf = p.matrix.encode_account(events)
         cf_vec = p.cf.fold_in(cols, conf) if len(cols) else None
@@ -184,6 +234,7 @@ class Recommender:
             index = self.parts.seq_index.get(platform)
             if seq_vec is not None and prow is not None and index is not None:
                 index.upsert(seq_vec[None, :], np.asarray([prow], np.int64))
+            self._invalidate(touched)
 
     def account_vectors(
         self, platform: str, account: str
@@ -198,6 +249,7 @@ class Recommender:
         key = (platform, account)
         with self._lock:
             old = self.parts.links.get(key, [])
+            self._invalidate([key, *[(q, b) for q, b, _ in old], *[(q, b) for q, b, _ in links]])
             for q, b, w in old:
                 if w < 1.0:
                     other = self.parts.links.get((q, b), [])
@@ -209,7 +261,7 @@ class Recommender:
             for q, b, w in fresh:
                 other = [e for e in self.parts.links.get((q, b), []) if e[0] != platform]
                 self.parts.links[(q, b)] = sorted([*other, (platform, account, w)])
-            self.parts.cache.clear()
+            self._drop_link_caches()
 
     def refresh_links(self) -> None:
         """Re-read known and asserted links from the store (after ``crossrec link`` or new
@@ -218,18 +270,26 @@ class Recommender:
             links = read_links(self.store)
             with self._lock:
                 self.parts.links = links
-                self.parts.cache.clear()
+                self._drop_link_caches()
+                self._results.clear()
+                self._keys.clear()
 
     def forget(self, accounts: list[tuple[str, str]]) -> None:
         """Drop every cached trace of erased accounts (their own vectors, history, links)."""
         with self._lock:
+            self._invalidate(
+                [
+                    *accounts,
+                    *[(q, b) for pa_, a in accounts for q, b, _ in self.parts.linked(pa_, a)],
+                ]
+            )
             for platform, account in accounts:
                 self._own[(platform, account)] = (None, None)
                 p = self.parts.platforms.get(platform)
                 if p is not None:
                     p.updated[account] = (np.zeros(0, np.int32), np.zeros(0, np.float32))
                 self.parts.links.pop((platform, account), None)
-            self.parts.cache.clear()
+            self._drop_link_caches()
             erased = set(map(tuple, accounts))
             for key, linked in list(self.parts.links.items()):
                 kept = [entry for entry in linked if (entry[0], entry[1]) not in erased]
