@@ -134,7 +134,7 @@ def test_a_second_writer_is_told_who_holds_the_workspace(server):
     root = str(server["root"])
     for args in (
         ("serve", "--workspace", root, "--port", str(_free_port())),
-        ("token", "create", "--workspace", root, "--scope", "read"),
+        ("link", "--workspace", root),
         ("ingest", "--workspace", root, "--platform", "video", "--events", os.devnull),
     ):
         r = crossrec(*args)
