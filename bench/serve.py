@@ -17,6 +17,7 @@ The load generator is this script's own asyncio HTTP/1.1 client on keep-alive co
 
     .venv/bin/python bench/serve.py --accounts 100000 --json    # per platform (target scale)
     .venv/bin/python bench/serve.py --accounts 2000 --seconds 10 # quick check
+    .venv/bin/python bench/serve.py --accounts 100000 --dir D --routes-only  # route medians
 """
 
 from __future__ import annotations
@@ -329,6 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--dir", type=Path, default=None, help="scratch folder, reused if built")
     ap.add_argument("--json", action="store_true", help="write bench/out/serve.json")
+    ap.add_argument(
+        "--routes-only",
+        action="store_true",
+        help="only the profile, links and similar medians (no load, throughput or freshness)",
+    )
+    ap.add_argument("--route-samples", type=int, default=20, help="requests per route")
     args = ap.parse_args(argv)
 
     root = args.dir or Path(tempfile.mkdtemp(prefix="crossrec-bench-serve-"))
@@ -372,6 +379,11 @@ def main(argv: list[str] | None = None) -> int:
         figures["server_ready_s"] = round(time.perf_counter() - t, 1)
         _wait_ready(bare_port, bare, "/docs", 60)
         asyncio.run(closed_loop(port, paths, headers, 3, 8))  # warm-up
+        if args.routes_only:
+            figures["other_routes"] = asyncio.run(
+                route_latency(port, headers, accounts, args.route_samples)
+            )
+            return _report(figures, args.json)
         figures["latency"] = asyncio.run(
             open_loop(port, paths, headers, args.rate, args.seconds, args.connections)
         )
@@ -389,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
             "bare_fastapi_per_s": round(base, 1),
             "ratio": round(rec / base, 3),
         }
-        figures["other_routes"] = asyncio.run(route_latency(port, headers, accounts, 20))
+        figures["other_routes"] = asyncio.run(
+            route_latency(port, headers, accounts, args.route_samples)
+        )
         figures["freshness"] = asyncio.run(
             freshness(port, headers, accounts[-args.freshness_trials :], args.freshness_trials)
         )
@@ -398,11 +412,16 @@ def main(argv: list[str] | None = None) -> int:
             proc.terminate()
             proc.wait(timeout=60)
         log.close()
+    return _report(figures, args.json)
+
+
+def _report(figures: dict[str, object], write: bool) -> int:
     print(json.dumps(figures, indent=2))
-    if args.json:
+    if write:
         out = Path(__file__).resolve().parent / "out"
         out.mkdir(exist_ok=True)
-        (out / "serve.json").write_text(json.dumps(figures, indent=2) + "\n")
+        name = "serve-routes.json" if "latency" not in figures else "serve.json"
+        (out / name).write_text(json.dumps(figures, indent=2) + "\n")
     return 0
 
 
