@@ -165,6 +165,13 @@ def test_a_failed_reread_keeps_the_book(ws):
     broken["now"] = True
     clock.now += 5
     assert book.lookup(token) is not None
+    # a source that cannot read now (the server's store is being replaced) answers None
+    later = TokenBook(read=lambda: None if broken["now"] else read(), clock=clock)
+    broken["now"] = False
+    later.reload()
+    broken["now"] = True
+    clock.now += 5
+    assert later.lookup(token) is not None and len(later) == 1
 
 
 def test_a_running_server_refuses_a_revoked_token_within_seconds(tmp_path_factory, tmp_path):

@@ -126,8 +126,8 @@ def revoke_token(store: Store, token_or_id: str) -> TokenInfo:
     return _info({**live[0], "revoked_at": at})
 
 
-def _rows_of(store: Store) -> Callable[[], list[dict[str, Any]]]:
-    def read() -> list[dict[str, Any]]:
+def _rows_of(store: Store) -> Callable[[], list[dict[str, Any]] | None]:
+    def read() -> list[dict[str, Any]] | None:
         return store.read("api_tokens").to_pylist()
 
     return read
@@ -151,14 +151,15 @@ class TokenBook:
     Parameters
     ----------
     store : read its ``api_tokens`` table; or
-    read : returns the table's rows (the HTTP service reads through its own cursor).
+    read : returns the table's rows (the HTTP service reads through its own cursor), or
+        None when it cannot read now (the book stays as it is until the next try).
     """
 
     def __init__(
         self,
         store: Store | None = None,
         *,
-        read: Callable[[], list[dict[str, Any]]] | None = None,
+        read: Callable[[], list[dict[str, Any]] | None] | None = None,
         refresh_seconds: float = 1.0,
         miss_seconds: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
@@ -179,6 +180,8 @@ class TokenBook:
     def reload(self, store: Store | None = None) -> None:
         """Read the live tokens now (from ``store`` when given, else the book's source)."""
         rows = store.read("api_tokens").to_pylist() if store is not None else self._read()
+        if rows is None:
+            return
         self._by_hash = {r["token_sha256"]: _info(r) for r in rows if r["revoked_at"] is None}
         self._loaded_at = self._clock()
 

@@ -42,6 +42,11 @@ class ReadGate:
                 if self._readers == 0:
                     self._cond.notify_all()
 
+    @property
+    def closed(self) -> bool:
+        """True while an exclusive holder has the gate or waits for it."""
+        return self._exclusive
+
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         with self._cond:

@@ -435,7 +435,9 @@ class ServeState:
         self.tokens.reload()
         return result
 
-    def _token_rows(self) -> list[dict[str, Any]]:
+    def _token_rows(self) -> list[dict[str, Any]] | None:
+        if self._gate.closed:  # an erasure replaces the store: never make a request wait
+            return None
         with self.reading() as view:
             return view.store.read("api_tokens").to_pylist()
 
