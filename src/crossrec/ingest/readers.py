@@ -245,7 +245,9 @@ def _stage_csv_exact(
 
 
 # -- JSONL ----------------------------------------------------------------------------------------
-def _json_text(value: Any) -> str | None:
+def json_text(value: Any) -> str | None:
+    """A JSON value as the text of a cell: strings as they are, numbers and booleans as JSON
+    writes them, objects and arrays as sorted JSON (record ingest uses the same rule)."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -254,7 +256,7 @@ def _json_text(value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value) if isinstance(value, float) else str(value)
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=repr)
 
 
 def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path, build: Build) -> Staged:
@@ -287,7 +289,7 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path, build: Build) -> St
                     _flush_dicts(con, columns, buffer)
                     con.execute(f"ALTER TABLE raw ADD COLUMN {quote_ident(key)} VARCHAR")
                     columns.append(key)
-                row[key] = _json_text(value)
+                row[key] = json_text(value)
             buffer.append(row)
             if len(buffer) >= _BATCH:
                 _flush_dicts(con, columns, buffer)

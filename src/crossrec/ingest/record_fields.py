@@ -15,6 +15,7 @@ from json.encoder import encode_basestring as _encode_string
 from typing import Any
 
 from crossrec import schema
+from crossrec.ingest.readers import json_text
 
 #: Canonical keys whose values are parsed: a JSON number or a string holding one.
 _PARSED_FIELDS = ("value", "timestamp")
@@ -45,21 +46,6 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def _text(value: Any) -> str | None:
-    """A JSON value as the text a JSON-lines file's cell would hold (as readers._json_text)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=repr)
-
-
 def _type_name(value: Any) -> str:
     return {
         dict: "an object",
@@ -81,7 +67,7 @@ class Reject(Exception):
 def _safe_text(key: str | None, value: Any) -> str | None:
     """``_text`` of a value, or a reject when it cannot be written as valid UTF-8 text."""
     try:
-        text = _text(value)
+        text = json_text(value)
     except (ValueError, TypeError, RecursionError):  # huge int, circular or odd keys
         raise Reject(key, f"wrong type: {key or 'a field'} cannot be written as JSON") from None
     if text is not None and not _encodable(text):
