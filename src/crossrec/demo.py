@@ -47,7 +47,7 @@ def build_demo_data(out: Path, *, seed: int = 42, progress: ProgressHook | None 
         shutil.rmtree(staging)
     source = _build_platforms(staging, seed=seed, progress=progress)
     target = target_platform(staging)
-    build_holdout(staging, out, target, cold_fraction=0.5, warm_fraction=0.2, seed=seed)
+    build_holdout(staging, out, target, cold_fraction=1 / 3, warm_fraction=0.2, seed=seed)
     shutil.rmtree(staging)
     return source
 
@@ -62,7 +62,7 @@ def _build_platforms(out: Path, *, seed: int, progress: ProgressHook | None) -> 
             names=PLATFORMS,
             mode="random",
             single_fraction=0.4,
-            anchor_fraction=0.3,
+            anchor_fraction=0.45,  # a third of them become the cold-start test
             perturb_titles=True,
             rescale_values=True,
             clock=("keep", "drop"),

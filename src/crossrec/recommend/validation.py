@@ -11,7 +11,7 @@ Per platform P, two validation sets are built (seeded), never from a test file:
   fold (two folds), so a validation person never teaches its own map.
 
 Weights are then tuned by :func:`crossrec.recommend.blend.tune` (a step must beat the current
-weights by more than a standard error of the per-account differences) and saved as
+weights by more than half a standard error of the per-account differences) and saved as
 ``blend.json``.
 """
 
