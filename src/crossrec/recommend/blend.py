@@ -159,10 +159,11 @@ def tune(
     """Coordinate ascent over :data:`GRID`; returns (weights, start NDCG@10, tuned NDCG@10).
 
     A step is taken only when it beats the current weights by more than ``min_z`` standard
-    errors of the per-account differences (0.5: on Douban Book -> Music cold start, 1.0 kept
-    popularity alone, 0 overfitted the ~200 validation persons): with few validation accounts, noise would
-    otherwise pick weights that do not carry over to new accounts. Components no example has
-    evidence for keep weight 0. Ties keep the current value, so the result is deterministic.
+    errors of the per-account differences: with few validation accounts, noise would
+    otherwise pick weights that do not carry over to new accounts (0.5: on Douban Book ->
+    Music cold start 1.0 kept popularity alone, 0 overfitted the ~200 validation persons).
+    Components no example has evidence for keep weight 0. Ties keep the current value, so
+    the result is deterministic.
     """
     present = np.array([any(np.any(ex.z[i]) for ex in examples) for i in range(len(COMPONENTS))])
     w = np.array([start.get(c, 0.0) if present[i] else 0.0 for i, c in enumerate(COMPONENTS)])
