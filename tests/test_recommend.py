@@ -280,18 +280,14 @@ def test_served_events_refresh_vectors_and_relink_the_account(world) -> None:
         # impossible (raw ids are not stored), so the online hook is driven directly
         state.apply_events(platform, [account])
         assert model.linker.rescored == 1
-        mine = [
-            r
-            for r in ws.store.read("links").to_pylist()
-            if (platform, account)
-            in {(r["platform_a"], r["account_a"]), (r["platform_b"], r["account_b"])}
-        ]
-        partners = {
-            (q, b) for q, b, w in model.recommender.parts.linked(platform, account) if w < 1
-        }
-        for r in mine:
-            side = "b" if (r["platform_a"], r["account_a"]) == (platform, account) else "a"
-            assert (r[f"platform_{side}"], r[f"account_{side}"]) in partners
+        threshold = round(model.linker.threshold or 0.0, 6)
+        for r in ws.store.read("links").to_pylist():
+            if (platform, account) in {
+                (r["platform_a"], r["account_a"]),
+                (r["platform_b"], r["account_b"]),
+            }:  # the account's links are the re-scored ones, with evidence
+                assert r["probability"] >= threshold or r["source"] == "identifier"
+                assert json.loads(r["evidence"])
         # a brand-new account's events are stored and served without error
         summary = state.ingest(
             platform, [{"account": raw, "item": events["item"][0].as_py()}], source="t"
@@ -299,3 +295,18 @@ def test_served_events_refresh_vectors_and_relink_the_account(world) -> None:
         assert summary.accepted == 1
     finally:
         state.close()
+
+
+def test_apply_links_replaces_asserted_links_on_both_sides(world) -> None:
+    ws, _ = world
+    rec = Recommender.load(ws)
+    video = rec.parts.platform("video").matrix.accounts
+    music = rec.parts.platform("music").matrix.accounts
+    a, b1, b2 = str(music[0]), str(video[0]), str(video[1])
+    rec.apply_links("music", a, [("video", b1, 0.7)])
+    assert ("video", b1, 0.7) in rec.parts.linked("music", a)
+    assert ("music", a, 0.7) in rec.parts.linked("video", b1)
+    rec.apply_links("music", a, [("video", b2, 0.6)])  # re-scored: b1 is no longer its partner
+    assert ("video", b1, 0.7) not in rec.parts.linked("music", a)
+    assert ("music", a, 0.7) not in rec.parts.linked("video", b1)
+    assert ("music", a, 0.6) in rec.parts.linked("video", b2)

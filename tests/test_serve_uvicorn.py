@@ -93,6 +93,11 @@ def test_oversized_upload_is_refused_without_reading_it(server):
             + b" " * 4096
         )
         answer = s.recv(65536).decode("latin-1")  # answered with 50 MiB still unsent
+        while "\r\n\r\n" in answer and not answer.rstrip().endswith("}"):
+            more = s.recv(65536).decode("latin-1")  # the body may follow the head
+            if not more:
+                break
+            answer += more
     status_line, _, rest = answer.partition("\r\n")
     assert status_line == "HTTP/1.1 413 Request Entity Too Large" or " 413 " in status_line
     assert '"field":"body"' in rest.replace(" ", "")
