@@ -103,10 +103,10 @@ class Store(ABC):
     def replace_links(self, links: pa.Table, persons: pa.Table) -> None:
         """Replace the asserted links and the identity graph (persons) in one transaction."""
 
+    @abstractmethod
     def update_links(self, remove: list[tuple[str, str, str | None]], add: pa.Table) -> None:
         """Online link changes in one transaction: drop the asserted links of each
         ``(platform, account, other_platform or None for all)``, then insert ``add``."""
-        raise NotImplementedError(f"{type(self).__name__} does not update links online")
 
     @abstractmethod
     def add_duplicates(self, n: int) -> None:
@@ -189,13 +189,13 @@ class Store(ABC):
         return self
 
     # -- API tokens (only their SHA-256 is stored) ---------------------------------------------
+    @abstractmethod
     def add_api_token(self, row: dict[str, Any]) -> None:
         """Insert one ``api_tokens`` row."""
-        raise NotImplementedError(f"{type(self).__name__} does not keep API tokens")
 
+    @abstractmethod
     def revoke_api_token(self, token_id: str, at: Any) -> bool:
         """Mark a token revoked at ``at``; False when no unrevoked token has that id."""
-        raise NotImplementedError(f"{type(self).__name__} does not keep API tokens")
 
     # -- summaries -------------------------------------------------------------------------------
     def account_activity(self, platform: str | None = None) -> pa.Table:
@@ -213,20 +213,20 @@ class Store(ABC):
         )
 
     # -- erasure ---------------------------------------------------------------------------------
+    @abstractmethod
     def erase_accounts(self, accounts: Sequence[tuple[str, str]]) -> dict[str, int]:
         """Delete every row that names one of these ``(platform, account)`` pseudonyms, in one
         transaction: rows of every table whose ``account`` / ``account_x`` column holds one
         (with its ``platform`` / ``platform_x`` column when the table has it), then rows whose
         text columns still mention one. Returns the rows deleted per table (tables with none
         left out). Deleted bytes may stay in the backend's files until it rewrites them."""
-        raise NotImplementedError(f"{type(self).__name__} cannot erase accounts")
 
     # -- stream offsets --------------------------------------------------------------------------
+    @abstractmethod
     def stream_offsets(self, group: str, topic: str) -> dict[int, int]:
         """``{partition: next offset}`` a stream consumer group has stored for ``topic``."""
-        raise NotImplementedError(f"{type(self).__name__} does not keep stream offsets")
 
+    @abstractmethod
     def save_stream_offsets(self, group: str, topic: str, offsets: dict[int, int]) -> None:
         """Store the next offset per partition; call it inside the :meth:`transaction` that
         writes the batch's events, so events and offsets commit together (exactly once)."""
-        raise NotImplementedError(f"{type(self).__name__} does not keep stream offsets")
