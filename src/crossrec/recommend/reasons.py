@@ -51,7 +51,7 @@ def explain(
     own = [
         c for c, d in zip(columns, drivers, strict=True) if d in ("own_cf", "own_items", "own_seq")
     ]
-    closest = _closest_seen(p, query, own) if own else {}
+    closest = _closest_seen(parts, p, query, own) if own else {}
     linked_cols = [
         c
         for c, d in zip(columns, drivers, strict=True)
@@ -95,7 +95,9 @@ def _q(label: str) -> str:
     return f"“{label}”"
 
 
-def _closest_seen(p: PlatformParts, query: Query, columns: list[int]) -> dict[int, int]:
+def _closest_seen(
+    parts: RecommendParts, p: PlatformParts, query: Query, columns: list[int]
+) -> dict[int, int]:
     """For each column, the seen item most similar to it: by item neighbours, else CF
     factors, else sequence vectors."""
     seen = np.asarray(query.seen, dtype=np.int64)
@@ -104,7 +106,7 @@ def _closest_seen(p: PlatformParts, query: Query, columns: list[int]) -> dict[in
     cols = np.asarray(columns, dtype=np.int64)
     sims = np.zeros((len(seen), len(cols)))
     if p.item_knn is not None:
-        csc = _csc(p)
+        csc = _csc(parts, p)
         where = np.full(p.n_items, -1, np.int64)  # catalogue column -> its row in ``seen``
         where[seen] = np.arange(len(seen))
         for j, c in enumerate(cols.tolist()):
@@ -130,13 +132,12 @@ def _closest_seen(p: PlatformParts, query: Query, columns: list[int]) -> dict[in
     return out
 
 
-def _csc(p: PlatformParts) -> Any:
+def _csc(parts: RecommendParts, p: PlatformParts) -> Any:
     """The item neighbours by column (who has this item among its neighbours); cached."""
-    found = getattr(p, "_item_knn_csc", None)
-    if found is None or found[0] is not p.item_knn:
-        found = (p.item_knn, p.item_knn.tocsc())  # type: ignore[union-attr]
-        object.__setattr__(p, "_item_knn_csc", found)
-    return found[1]
+    key = ("item_knn_csc", p.name, id(p.item_knn))
+    if key not in parts.cache:
+        parts.cache[key] = p.item_knn.tocsc()  # type: ignore[union-attr]
+    return parts.cache[key]
 
 
 def _linked_items(

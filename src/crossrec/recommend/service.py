@@ -21,7 +21,7 @@ import numpy as np
 from crossrec.errors import InputError
 from crossrec.recommend.blend import BlendWeights, blend
 from crossrec.recommend.components import Maps, Query, component_scores, fit_maps
-from crossrec.recommend.parts import RecommendParts, read_links
+from crossrec.recommend.parts import RecommendParts
 from crossrec.recommend.reasons import explain
 
 if TYPE_CHECKING:
@@ -262,17 +262,6 @@ class Recommender:
                 other = [e for e in self.parts.links.get((q, b), []) if e[0] != platform]
                 self.parts.links[(q, b)] = sorted([*other, (platform, account, w)])
             self._drop_link_caches()
-
-    def refresh_links(self) -> None:
-        """Re-read known and asserted links from the store (after ``crossrec link`` or new
-        known links)."""
-        if self.store is not None:
-            links = read_links(self.store)
-            with self._lock:
-                self.parts.links = links
-                self._drop_link_caches()
-                self._results.clear()
-                self._keys.clear()
 
     def forget(self, accounts: list[tuple[str, str]]) -> None:
         """Drop every cached trace of erased accounts (their own vectors, history, links)."""
