@@ -43,7 +43,7 @@ BARE_APP = """
 from fastapi import FastAPI
 app = FastAPI()
 @app.get("/v1/platforms/{platform}/accounts/{account}/recommendations")
-def bare(platform: str, account: str, k: int = 10):
+async def bare(platform: str, account: str, k: int = 10):
     return {"items": [], "model_version": "bare"}
 """
 
@@ -287,10 +287,10 @@ def build(root: Path, accounts: int, events_per_account: int, seed: int) -> dict
     return figures
 
 
-def raw_accounts(root: Path, n: int, seed: int) -> list[str]:
+def raw_accounts(root: Path, n: int, seed: int, platform: str = "video") -> list[str]:
     import pyarrow.parquet as pq
 
-    path = next((root / "world" / "video").glob("events.*"))
+    path = next((root / "world" / platform).glob("events.*"))
     if path.suffix == ".csv":
         import pyarrow.csv as pcsv
 
@@ -300,6 +300,23 @@ def raw_accounts(root: Path, n: int, seed: int) -> list[str]:
     ids = sorted(set(column.to_pylist()))
     random.Random(seed).shuffle(ids)
     return [str(x) for x in ids[:n]]
+
+
+def _wait_precomputed(port: int, headers: dict[str, str], timeout: float) -> int:
+    """Wait until the server has computed its lists ahead; how many it holds."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers=headers)
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(request, timeout=5) as r:
+            text = r.read().decode()
+        running = re.search(r"^crossrec_precompute_running ([\d.]+)", text, re.M)
+        lists = re.findall(r"^crossrec_precomputed_lists\{[^}]*\} ([\d.e+]+)", text, re.M)
+        if running and float(running.group(1)) == 0 and lists:
+            return int(sum(float(x) for x in lists))
+        time.sleep(2)
+    raise SystemExit(f"lists not computed ahead after {timeout:.0f} s")
 
 
 def _wait_ready(port: int, proc: subprocess.Popen[bytes], path: str, timeout: float) -> None:
@@ -326,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=500.0, help="offered requests per second")
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the latency run")
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument(
+        "--distinct", type=int, default=15_000, help="accounts per platform in the load run"
+    )
     ap.add_argument("--freshness-trials", type=int, default=100)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--dir", type=Path, default=None, help="scratch folder, reused if built")
@@ -354,8 +374,14 @@ def main(argv: list[str] | None = None) -> int:
     with Workspace(root / "ws") as ws:
         token, _ = create_token(ws.store, ("read", "write"), "bench")
     headers = {"Authorization": f"Bearer {token}"}
-    accounts = raw_accounts(root, 5_000, args.seed)
-    paths = [f"/v1/platforms/video/accounts/{a}/recommendations?k=10" for a in accounts]
+    # distinct accounts of both platforms, so that nearly every request asks for another list
+    accounts = raw_accounts(root, args.distinct, args.seed)
+    music = raw_accounts(root, args.distinct, args.seed, "music")
+    paths = [
+        f"/v1/platforms/{platform}/accounts/{a}/recommendations?k=10"
+        for pair in zip(accounts, music, strict=False)
+        for platform, a in zip(("video", "music"), pair, strict=True)
+    ]
 
     port, bare_port = _free_port(), _free_port()
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
@@ -378,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
         _wait_ready(port, server, "/readyz", 600)
         figures["server_ready_s"] = round(time.perf_counter() - t, 1)
         _wait_ready(bare_port, bare, "/docs", 60)
+        t = time.perf_counter()
+        figures["precomputed_lists"] = _wait_precomputed(port, headers, 3600)
+        figures["precompute_s"] = round(time.perf_counter() - t, 1)
         asyncio.run(closed_loop(port, paths, headers, 3, 8))  # warm-up
         if args.routes_only:
             figures["other_routes"] = asyncio.run(

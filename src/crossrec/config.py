@@ -152,6 +152,9 @@ class ServeConfig(_Section):
     retrain_every_seconds: float = Field(default=0.0, ge=0)
     #: A revoked API token is refused, at the latest, this many seconds after the change.
     token_refresh_seconds: float = Field(default=1.0, gt=0)
+    #: When a model is loaded, compute every account's list ahead (its first this many
+    #: items), in the background; requests are answered from them (0: compute on request).
+    precompute_k: int = Field(default=20, ge=0, le=1000)
 
 
 class Config(_Section):
@@ -285,4 +288,7 @@ model_poll_seconds = 5.0
 retrain_every_seconds = 0.0
 # A revoked token is refused at most this many seconds after `crossrec token revoke`.
 token_refresh_seconds = 1.0
+# When a model is loaded, every account's list is computed ahead in the background (its
+# first precompute_k items) and requests are answered from it; 0 = compute on request.
+precompute_k = 20
 """

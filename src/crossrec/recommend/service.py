@@ -22,6 +22,7 @@ from crossrec.errors import InputError
 from crossrec.recommend.blend import BlendWeights, blend
 from crossrec.recommend.components import Maps, Query, component_scores, fit_maps
 from crossrec.recommend.parts import RecommendParts
+from crossrec.recommend.precompute import ServedLists, compute_lists, top_rows
 from crossrec.recommend.reasons import explain
 
 if TYPE_CHECKING:
@@ -76,6 +77,10 @@ class Recommender:
             OrderedDict()
         )
         self._keys: dict[tuple[str, str | None], set[int]] = {}
+        # Lists computed ahead per platform (``precompute``), and the accounts changed while
+        # a precomputation runs (their lists in it are stale on arrival).
+        self._lists: dict[str, ServedLists] = {}
+        self._changed: set[tuple[str, str]] | None = None
 
     @property
     def model_version(self) -> str:
@@ -139,15 +144,12 @@ class Recommender:
         k = k if k is not None else (self.config.k if self.config else 10)
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
-        cacheable = item_filter is None and self._cache_size > 0
-        if cacheable:
-            with self._lock:
-                hit = self._results.get((platform, account, k))
-                if hit is not None:
-                    self._results.move_to_end((platform, account, k))
-                    return list(hit)
+        if item_filter is None:
+            hit = self.cached(platform, account, k)
+            if hit is not None:
+                return hit
         result = self._recommend(platform, account, k, item_filter)
-        if cacheable:
+        if item_filter is None and self._cache_size > 0:
             with self._lock:
                 self._results[(platform, account, k)] = result
                 self._keys.setdefault((platform, account), set()).add(k)
@@ -155,6 +157,52 @@ class Recommender:
                     (p_, a_, k_), _ = self._results.popitem(last=False)
                     self._keys.get((p_, a_), set()).discard(k_)
         return list(result)
+
+    def cached(self, platform: str, account: str | None, k: int) -> list[Recommendation] | None:
+        """The account's top ``k`` if it is already known — a served list still valid, or
+        a list computed ahead by :meth:`precompute` — else None (nothing is computed)."""
+        with self._lock:
+            key = (platform, account, k)
+            hit = self._results.get(key)
+            if hit is not None:
+                self._results.move_to_end(key)
+                return list(hit)
+            lists = self._lists.get(platform)
+            if lists is not None and account is not None:
+                return lists.get(account, k)
+        return None
+
+    def precompute(
+        self,
+        k: int,
+        *,
+        platforms: list[str] | None = None,
+        stop: Callable[[], bool] | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> int:
+        """Compute the top ``k`` of every account with history (per platform, many at a
+        time) and answer from them until the account, its links or the model change.
+        ``progress(platform, done, total)`` after each batch; ``stop()`` ends it early (the
+        platforms finished so far are kept). Returns the number of lists computed."""
+        done = 0
+        for name in platforms if platforms is not None else sorted(self.parts.platforms):
+            with self._lock:
+                self._changed = set()
+            total = len(self.parts.platform(name).matrix.accounts)
+
+            def report(n: int, name: str = name, total: int = total) -> None:
+                if progress is not None:
+                    progress(name, n, total)
+
+            lists = compute_lists(self, name, k=k, stop=stop, progress=report)
+            with self._lock:
+                changed, self._changed = self._changed or set(), None
+                if lists is None:
+                    break
+                lists.drop(a for p_, a in changed if p_ == name)
+                self._lists[name] = lists
+            done += len(lists)
+        return done
 
     def _recommend(
         self, platform: str, account: str | None, k: int, item_filter: ItemFilter | None
@@ -167,12 +215,9 @@ class Recommender:
             allowed &= ~p.blocked
         if item_filter is not None:
             allowed &= np.asarray(item_filter(platform, p.matrix.items), dtype=bool)
-        cand = np.flatnonzero(allowed)
-        if len(cand) == 0:
+        top = top_rows(np.where(allowed, scored.total, -np.inf)[None, :], k)[0]
+        if len(top) == 0:
             return []
-        m = min(k, len(cand))
-        top = cand[np.argpartition(-scored.total[cand], m - 1)[:m]]
-        top = top[np.lexsort((top, -scored.total[top]))]
         anonymous = scored.query.regime == "anonymous"
         cols = top.tolist()
         drivers = [scored.names[int(np.argmax(scored.contributions[:, c]))] for c in cols]
@@ -187,6 +232,7 @@ class Recommender:
         with self._lock:
             self._results.clear()
             self._keys.clear()
+            self._lists.clear()
 
     # -- online updates ----------------------------------------------------------------------
     def _invalidate(self, accounts: list[tuple[str, str]]) -> None:
@@ -194,6 +240,11 @@ class Recommender:
         for key in accounts:
             for k in self._keys.pop(key, set()):
                 self._results.pop((key[0], key[1], k), None)
+            lists = self._lists.get(key[0])
+            if lists is not None:
+                lists.rows.pop(key[1], None)
+            if self._changed is not None:
+                self._changed.add(key)
 
     def _drop_link_caches(self) -> None:
         """Forget structures derived from the links (lock held)."""

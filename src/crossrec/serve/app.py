@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -81,17 +81,20 @@ def _state(request: Request) -> ServeState:
     return state
 
 
-def require(scope: str) -> Callable[..., TokenInfo]:
+def require(scope: str) -> Callable[..., Awaitable[TokenInfo]]:
     """Dependency: a live bearer token with ``scope``, within its rate limit."""
 
-    def check(
+    async def check(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> TokenInfo:
         state = _state(request)
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
-        token = state.tokens.lookup(credentials.credentials)
+        # from memory when the book is fresh; re-reading the store happens off the event loop
+        token = state.tokens.peek(credentials.credentials)
+        if token is None:
+            token = await run_in_threadpool(state.tokens.lookup, credentials.credentials)
         if token is None:
             raise HTTPException(
                 401, "the token is unknown or revoked", {"WWW-Authenticate": "Bearer"}
@@ -143,6 +146,11 @@ def _field_error(status: int, message: str, field: str) -> FieldError:
 
 def _finite(x: float) -> float:
     return x if math.isfinite(x) else 0.0
+
+
+def _json_bytes(doc: Any) -> bytes:
+    """``doc`` as FastAPI's JSONResponse writes it (for answers built without a model)."""
+    return json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def create_app(state: ServeState | None = None) -> FastAPI:
@@ -290,16 +298,20 @@ def _routes(app: FastAPI) -> None:
         tags=["accounts"],
         responses={**_ERRORS, **_NOT_FOUND, **_NO_MODEL},
     )
-    def recommendations(
+    async def recommendations(
         platform: Platform, account: Account, request: Request, token: ReadToken, k: K = 10
     ) -> Any:
         """Top-k items on the platform with a reason each; an account the store does not
         know gets the anonymous (popular items) list, never an error."""
         state = _state(request)
         model = state.require_model()  # this request keeps this model to the end
+        rec = model.recommender
         # in memory only: an account the model has no trace of is served as anonymous
-        items = model.recommender.recommend(platform, state.account_id(platform, account), k)
-        return {
+        pseudonym = state.account_id(platform, account)
+        items = rec.cached(platform, pseudonym, k)  # a list ready in memory: no thread hop
+        if items is None:
+            items = await run_in_threadpool(rec.recommend, platform, pseudonym, k)
+        body = {
             "platform": platform,
             "account": account,
             "items": [
@@ -308,6 +320,7 @@ def _routes(app: FastAPI) -> None:
             ],
             "model_version": model.version,
         }
+        return Response(_json_bytes(body), media_type="application/json")
 
     @app.get(
         account_path + "/links",

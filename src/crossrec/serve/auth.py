@@ -207,6 +207,13 @@ class TokenBook:
     def __len__(self) -> int:
         return len(self._by_hash)
 
+    def peek(self, token: str) -> TokenInfo | None:
+        """The token's record if the book is fresh and knows it, else None; never reads
+        the store (safe on the event loop). On None, call :meth:`lookup` from a thread."""
+        if self._clock() - self._loaded_at >= self.refresh_seconds:
+            return None
+        return self._by_hash.get(token_hash(token))
+
     def lookup(self, token: str) -> TokenInfo | None:
         """The live token's record, or None for an unknown or revoked token."""
         self._refresh(self.refresh_seconds)

@@ -110,6 +110,17 @@ class Metrics:
             "Seconds the last training inside the server took (ok or failed).",
             registry=self.registry,
         )
+        self.precomputed = Gauge(
+            "crossrec_precomputed_lists",
+            "Accounts of the served model whose list was computed ahead, by platform.",
+            ["platform"],
+            registry=self.registry,
+        )
+        self.precompute_running = Gauge(
+            "crossrec_precompute_running",
+            "1 while the lists of the served model are being computed ahead, else 0.",
+            registry=self.registry,
+        )
         self.model = Gauge(
             "crossrec_model_info",
             "The model version being served (value 1 on its label).",

@@ -37,6 +37,7 @@ from crossrec.serve.gate import GuardedIndex, ReadGate
 from crossrec.serve.limits import RateLimiter
 from crossrec.serve.metrics import Metrics
 from crossrec.serve.retrain import Retrainer, TrainingInterrupted
+from crossrec.serve.warmup import ListWarmer
 
 if TYPE_CHECKING:
     import numpy as np
@@ -111,6 +112,7 @@ class ServeState:
         self._count_lock = threading.Lock()
         self.tokens = TokenBook(read=self._token_rows, refresh_seconds=cfg.token_refresh_seconds)
         self.retrainer = Retrainer(self, every_seconds=cfg.retrain_every_seconds)
+        self.warmer = ListWarmer(cfg.precompute_k, self.metrics)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, *, poll: bool = True) -> None:
@@ -130,6 +132,7 @@ class ServeState:
     def close(self) -> None:
         self._stop.set()
         self.retrainer.stop()
+        self.warmer.stop(wait=30)
         if self._poller is not None:
             self._poller.join(timeout=30)
             self._poller = None
@@ -264,6 +267,7 @@ class ServeState:
         self._model = loaded
         self.model_error = None
         self.metrics.set_model(loaded.version)
+        self.warmer.start(loaded.recommender)
         if previous is not None and previous.version != loaded.version:
             self.metrics.model_swaps.inc()
 
