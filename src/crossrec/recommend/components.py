@@ -201,7 +201,8 @@ def bridges(parts: RecommendParts, q_name: str, p_name: str) -> Bridges | None:
     q_idx: list[int] = []
     p_idx: list[int] = []
     p_acc: list[str] = []
-    for (platform, account), linked in parts.links.items():
+    # a snapshot: the service changes links online while other threads score
+    for (platform, account), linked in list(parts.links.items()):
         if platform != q_name:
             continue
         rq = q.row(account)
