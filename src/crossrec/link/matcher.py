@@ -46,9 +46,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from scipy.special import expit
 
 from crossrec.errors import InputError, ModelError
+from crossrec.link.calibration import (
+    ISOTONIC_MIN_POSITIVES,
+    calibrate,
+    fit_calibration,
+    fit_logistic,
+    logistic_decision,
+    logistic_from_json,
+    logistic_json,
+)
 
 __all__ = [
     "ISOTONIC_MIN_POSITIVES",
@@ -61,9 +69,7 @@ __all__ = [
 MatcherKind = Literal["hgb", "logistic"]
 MIN_LINKS = 10
 UNSUPERVISED_THRESHOLD = 0.99
-ISOTONIC_MIN_POSITIVES = 500
 _GRID = 1001  # quantile points per signal in unsupervised mode
-_ISO_TIEBREAK = 1e-6
 _CHUNK = 1_000_000
 _JSON = "matcher.json"
 _NPZ = "matcher.npz"
@@ -238,7 +244,7 @@ class Matcher:
         train = ~heldout
         self._model = _fit_classifier(self.kind, X[train], y[train], self.seed)
         raw = self._raw(X[heldout])
-        self._calibration, oof = _fit_calibration(raw, y[heldout], groups[heldout], self.seed)
+        self._calibration, oof = fit_calibration(raw, y[heldout], groups[heldout], self.seed)
         self._arrays["heldout_raw"] = raw
         self.heldout_index = self._arrays["rows"][heldout]
         self.heldout_scores = oof
@@ -271,7 +277,7 @@ class Matcher:
                 with _threads(self.n_threads):
                     out[start : start + _CHUNK] = self._model.decision_function(chunk)
             else:
-                out[start : start + _CHUNK] = _logistic_decision(self._model, chunk)
+                out[start : start + _CHUNK] = logistic_decision(self._model, chunk)
         return out
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -302,7 +308,7 @@ class Matcher:
             return np.where(
                 np.isnan(combined), 0.0, _percentile(combined, self._arrays["combined_grid"])
             )
-        return _calibrate(self._calibration, self._raw(X))
+        return calibrate(self._calibration, self._raw(X))
 
     def feature_importance(self, *, n_repeats: int = 5) -> dict[str, float]:
         """How much each signal matters, as a dict ``name -> importance``.
@@ -401,7 +407,7 @@ class Matcher:
             "feature_names": self.feature_names,
             "default_threshold": self.default_threshold,
             "hgb_params": _HGB_PARAMS,
-            "logistic": _logistic_json(self._model)
+            "logistic": logistic_json(self._model)
             if self.kind == "logistic" and self._model
             else None,
             "calibration": calibration,
@@ -455,7 +461,7 @@ class Matcher:
             train = ~held
             m._model = _fit_classifier("hgb", m._arrays["X"][train], m._arrays["y"][train], m.seed)
         else:
-            m._model = _logistic_from_json(meta["logistic"])
+            m._model = logistic_from_json(meta["logistic"])
         raw = m._raw(m._arrays["X"][held])
         if not np.allclose(raw, arrays["heldout_raw"], rtol=0.0, atol=1e-9):
             raise ModelError(
@@ -549,118 +555,7 @@ def _fit_classifier(kind: str, X: np.ndarray, y: np.ndarray, seed: int) -> Any:
         model = HistGradientBoostingClassifier(**_HGB_PARAMS, random_state=seed)
         with _threads(1):
             return model.fit(X, y)
-    return _fit_logistic(X, y, seed)
-
-
-def _fit_logistic(X: np.ndarray, y: np.ndarray, seed: int) -> dict[str, Any]:
-    """Median imputation + missing indicators + standardisation + L2 logistic regression."""
-    from sklearn.linear_model import LogisticRegression
-
-    X64 = X.astype(np.float64)
-    missing = np.isnan(X64)
-    # An all-missing column has no median: fill it with 0 (its indicator carries the signal).
-    median = np.nanmedian(np.where(missing.all(axis=0), 0.0, X64), axis=0)
-    params: dict[str, Any] = {"median": median, "indicator": np.flatnonzero(missing.any(axis=0))}
-    Z = _logistic_design(params, X64)
-    params["mean"] = Z.mean(axis=0)
-    params["scale"] = np.where(Z.std(axis=0) > 0, Z.std(axis=0), 1.0)
-    Z = (Z - params["mean"]) / params["scale"]
-    clf = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(Z, y)
-    params["coef"], params["intercept"] = clf.coef_.ravel(), float(clf.intercept_[0])
-    return params
-
-
-def _logistic_design(params: dict[str, Any], X: np.ndarray) -> np.ndarray:
-    X64 = np.asarray(X, dtype=np.float64)
-    missing = np.isnan(X64)
-    filled = np.where(missing, params["median"], X64)
-    return np.hstack([filled, missing[:, params["indicator"]].astype(np.float64)])
-
-
-def _logistic_decision(params: dict[str, Any], X: np.ndarray) -> np.ndarray:
-    Z = (_logistic_design(params, X) - params["mean"]) / params["scale"]
-    return np.asarray(Z @ params["coef"] + params["intercept"], dtype=np.float64)
-
-
-def _logistic_json(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in params.items()}
-
-
-def _logistic_from_json(data: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        k: np.asarray(v, dtype=np.float64) for k, v in data.items() if k != "intercept"
-    }
-    out["indicator"] = np.asarray(data["indicator"], dtype=np.int64)
-    out["intercept"] = float(data["intercept"])
-    return out
-
-
-# -- calibration --------------------------------------------------------------------------------
-def _fit_isotonic(raw: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    from sklearn.isotonic import IsotonicRegression
-
-    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
-        raw, y.astype(np.float64)
-    )
-    return {"method": "isotonic", "iso_x": iso.X_thresholds_, "iso_y": iso.y_thresholds_}
-
-
-def _fit_platt(raw: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    from sklearn.linear_model import LogisticRegression
-
-    if y.all() or not y.any():  # one class: a constant probability
-        p = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
-        return {"method": "platt", "platt": [0.0, float(np.log(p / (1 - p)))]}
-    lr = LogisticRegression(C=1e6, max_iter=1000).fit(raw.reshape(-1, 1), y)
-    return {"method": "platt", "platt": [float(lr.coef_[0, 0]), float(lr.intercept_[0])]}
-
-
-def _calibrate(cal: dict[str, Any], raw: np.ndarray) -> np.ndarray:
-    if cal["method"] == "platt":
-        a, b = cal["platt"]
-        return np.asarray(expit(a * raw + b), dtype=np.float64)
-    p = np.interp(raw, cal["iso_x"], cal["iso_y"])
-    return np.asarray((1.0 - _ISO_TIEBREAK) * p + _ISO_TIEBREAK * expit(raw), dtype=np.float64)
-
-
-def _fit_calibration(
-    raw: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int
-) -> tuple[dict[str, Any], np.ndarray]:
-    """Choose and fit the calibrator; also return out-of-fold calibrated held-out scores."""
-    fold = _group_folds(groups, y, seed)
-    n_folds = int(fold.max()) + 1
-    oof: dict[str, np.ndarray] = {}
-    losses: dict[str, float] = {}
-    for name, fitter in (("isotonic", _fit_isotonic), ("platt", _fit_platt)):
-        pred = np.empty(raw.size)
-        for f in range(n_folds):
-            test = fold == f
-            train = ~test if n_folds > 1 else test  # a single fold can only score itself
-            pred[test] = _calibrate(fitter(raw[train], y[train]), raw[test])
-        oof[name] = pred
-        p = np.clip(pred, 1e-6, 1 - 1e-6)
-        losses[name] = float(-np.mean(np.where(y, np.log(p), np.log(1 - p))))
-    if int(y.sum()) >= ISOTONIC_MIN_POSITIVES:
-        method = "isotonic"
-    else:
-        method = min(losses, key=lambda k: (losses[k], k != "platt"))
-    fitter = _fit_isotonic if method == "isotonic" else _fit_platt
-    cal = fitter(raw, y)
-    cal["log_loss"] = losses
-    return cal, oof[method]
-
-
-def _group_folds(groups: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
-    """Fold per pair (up to 5 folds), whole groups per fold, positive groups spread evenly."""
-    uniq, inverse = np.unique(groups, return_inverse=True)
-    inverse = inverse.ravel()
-    has_pos = np.bincount(inverse, weights=y.astype(np.float64), minlength=uniq.size) > 0
-    n_folds = max(1, min(5, int(has_pos.sum())))
-    rng = np.random.default_rng(seed + 1)
-    group_fold = np.zeros(uniq.size, dtype=np.int64)
-    for members in (np.flatnonzero(has_pos), np.flatnonzero(~has_pos)):
-        group_fold[rng.permutation(members)] = np.arange(members.size) % n_folds
-    return group_fold[inverse]
+    return fit_logistic(X, y, seed)
 
 
 # -- unsupervised -------------------------------------------------------------------------------

@@ -22,12 +22,15 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from crossrec import errors
+from crossrec.progress import NullProgress
 from crossrec.serve import control
 
 if TYPE_CHECKING:
+    from crossrec.progress import ProgressHook, TaskHandle
     from crossrec.serve.state import ServeState
 
 log = logging.getLogger("crossrec.serve")
@@ -197,3 +200,60 @@ class Retrainer:
     def _served(self) -> str | None:
         model = self.state.model
         return model.version if model is not None else None
+
+
+# -- what a training inside the server reads and reports through ---------------------------------
+class GatedReads:
+    """The store as a training inside the server reads it: every call runs on the calling
+    thread's own cursor inside the read gate; none starts once an erasure is waiting."""
+
+    def __init__(self, state: ServeState, interrupted: Callable[[], bool]) -> None:
+        self._state = state
+        self._interrupted = interrupted
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self._interrupted():
+                raise TrainingInterrupted("an erasure interrupted the training")
+            with self._state.reading() as view:
+                return getattr(view.store, name)(*args, **kwargs)
+
+        return call
+
+    def close(self) -> None:
+        pass  # the cursors belong to the server
+
+
+class Interruptible:
+    """A progress hook that stops the training at its next step once an erasure waits."""
+
+    def __init__(self, inner: ProgressHook | None, interrupted: Callable[[], bool]) -> None:
+        self._inner = inner or NullProgress()
+        self._interrupted = interrupted
+
+    def check(self) -> None:
+        if self._interrupted():
+            raise TrainingInterrupted("an erasure interrupted the training")
+
+    def task(self, description: str, total: float | None = None) -> TaskHandle:
+        self.check()
+        return _InterruptibleTask(self, self._inner.task(description, total))
+
+    def log(self, message: str) -> None:
+        self._inner.log(message)
+
+
+class _InterruptibleTask:
+    def __init__(self, owner: Interruptible, inner: TaskHandle) -> None:
+        self._owner, self._inner = owner, inner
+
+    def advance(self, amount: float = 1) -> None:
+        self._owner.check()
+        self._inner.advance(amount)
+
+    def update(self, *, completed: float | None = None, total: float | None = None) -> None:
+        self._owner.check()
+        self._inner.update(completed=completed, total=total)
+
+    def done(self) -> None:
+        self._inner.done()

@@ -23,7 +23,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,12 +31,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from crossrec.errors import InputError, ModelError, NotFoundError
 from crossrec.models import ModelRegistry
-from crossrec.progress import NullProgress
 from crossrec.serve.auth import TokenBook
 from crossrec.serve.gate import GuardedIndex, ReadGate
 from crossrec.serve.limits import RateLimiter
 from crossrec.serve.metrics import Metrics
-from crossrec.serve.retrain import Retrainer, TrainingInterrupted
+from crossrec.serve.retrain import GatedReads, Interruptible, Retrainer, TrainingInterrupted
 from crossrec.serve.warmup import ListWarmer
 
 if TYPE_CHECKING:
@@ -46,7 +45,7 @@ if TYPE_CHECKING:
     from crossrec.ingest.records import RecordSummary
     from crossrec.link.online import OnlineLinker
     from crossrec.link.query import SequenceSpace
-    from crossrec.progress import ProgressHook, TaskHandle
+    from crossrec.progress import ProgressHook
     from crossrec.recommend import Recommender
     from crossrec.store import Store
     from crossrec.workspace import Workspace
@@ -402,9 +401,9 @@ class ServeState:
             # a fresh view: crossrec.toml as `crossrec train` would read it now
             view = Workspace(self.ws.root)
             view._pseudonymiser = self._pseudonymiser
-            view._store = cast("Store", _GatedReads(self, self._interrupted))
+            view._store = cast("Store", GatedReads(self, self._interrupted))
             try:
-                meta = train(view, progress=_Interruptible(progress, self._interrupted))
+                meta = train(view, progress=Interruptible(progress, self._interrupted))
             except TrainingInterrupted:
                 for staged in self.registry.root.glob(".tmp-v*"):  # half-written versions
                     shutil.rmtree(staged, ignore_errors=True)
@@ -452,27 +451,6 @@ class ServeState:
             self._root = self.ws.reader()
 
 
-class _GatedReads:
-    """The store as a training inside the server reads it: every call runs on the calling
-    thread's own cursor inside the read gate; none starts once an erasure is waiting."""
-
-    def __init__(self, state: ServeState, interrupted: Callable[[], bool]) -> None:
-        self._state = state
-        self._interrupted = interrupted
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if self._interrupted():
-                raise TrainingInterrupted("an erasure interrupted the training")
-            with self._state.reading() as view:
-                return getattr(view.store, name)(*args, **kwargs)
-
-        return call
-
-    def close(self) -> None:
-        pass  # the cursors belong to the server
-
-
 class _Held:
     """Releases an already acquired lock when the ``with`` block ends."""
 
@@ -484,41 +462,6 @@ class _Held:
 
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
-
-
-class _Interruptible:
-    """A progress hook that stops the training at its next step once an erasure waits."""
-
-    def __init__(self, inner: ProgressHook | None, interrupted: Callable[[], bool]) -> None:
-        self._inner = inner or NullProgress()
-        self._interrupted = interrupted
-
-    def check(self) -> None:
-        if self._interrupted():
-            raise TrainingInterrupted("an erasure interrupted the training")
-
-    def task(self, description: str, total: float | None = None) -> TaskHandle:
-        self.check()
-        return _InterruptibleTask(self, self._inner.task(description, total))
-
-    def log(self, message: str) -> None:
-        self._inner.log(message)
-
-
-class _InterruptibleTask:
-    def __init__(self, owner: _Interruptible, inner: TaskHandle) -> None:
-        self._owner, self._inner = owner, inner
-
-    def advance(self, amount: float = 1) -> None:
-        self._owner.check()
-        self._inner.advance(amount)
-
-    def update(self, *, completed: float | None = None, total: float | None = None) -> None:
-        self._owner.check()
-        self._inner.update(completed=completed, total=total)
-
-    def done(self) -> None:
-        self._inner.done()
 
 
 def _newest_time(records: list[dict[str, Any]]) -> float | None:

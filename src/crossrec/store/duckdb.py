@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,8 +14,10 @@ from crossrec import schema
 from crossrec.errors import SchemaVersionError, WorkspaceError
 from crossrec.store import event_keys
 from crossrec.store.base import PlatformStats, Store, WriteResult
+from crossrec.store.erasure import erase_rows, rebuild_database
 
 _TABLES = {t.name: t for t in schema.CANONICAL_TABLES}
+__all__ = ["DuckDBStore", "rebuild_database"]
 
 
 def _select_list(table: schema.Table, cols: Sequence[str]) -> str:
@@ -457,65 +458,8 @@ class DuckDBStore(Store):
     def erase_accounts(self, accounts: Sequence[tuple[str, str]]) -> dict[str, int]:
         if not accounts:
             return {}
-        erased = pa.table(
-            {
-                "_p": pa.array([p for p, _ in accounts], pa.string()),
-                "_a": pa.array([a for _, a in accounts], pa.string()),
-            }
-        )
-        deleted: dict[str, int] = {}
         with self.transaction():
-            self.con.register("_erased", erased)
-            try:
-                for table in schema.CANONICAL_TABLES:
-                    conds = []
-                    for col in table.column_names:
-                        if col != "account" and not col.startswith("account_"):
-                            continue
-                        plat = "platform" + col[len("account") :]
-                        if plat in table.column_names:
-                            conds.append(
-                                f"EXISTS (SELECT 1 FROM _erased WHERE _p = {plat} AND _a = {col})"
-                            )
-                        else:
-                            conds.append(f"{col} IN (SELECT _a FROM _erased)")
-                    if conds:
-                        n = self._scalar(f"DELETE FROM {table.name} WHERE {' OR '.join(conds)}")
-                        if n:
-                            deleted[table.name] = n
-                # Any other mention (evidence, attributes, tables without account columns):
-                # pseudonyms are hex, so they need no escaping in the pattern.
-                pattern = "|".join(sorted({a for _, a in accounts}))
-                for name, columns in self._text_columns().items():
-                    where = " OR ".join(
-                        f'regexp_matches(CAST("{c}" AS VARCHAR), ?)' for c in columns
-                    )
-                    n = self._scalar(
-                        f'DELETE FROM "{name}" WHERE {where}', [pattern] * len(columns)
-                    )
-                    if n:
-                        deleted[name] = deleted.get(name, 0) + n
-            finally:
-                self.con.unregister("_erased")
-        return deleted
-
-    def _text_columns(self) -> dict[str, list[str]]:
-        """Text columns of every base table of the store: table → columns."""
-        rows = self.con.execute(
-            """
-            SELECT c.table_name, c.column_name FROM information_schema.columns c
-            JOIN information_schema.tables t
-              ON t.table_catalog = c.table_catalog AND t.table_schema = c.table_schema
-             AND t.table_name = c.table_name
-            WHERE t.table_type = 'BASE TABLE' AND c.table_catalog = current_database()
-              AND c.table_schema = 'main' AND c.data_type IN ('VARCHAR', 'JSON')
-            ORDER BY c.table_name, c.ordinal_position
-            """
-        ).fetchall()
-        out: dict[str, list[str]] = {}
-        for table, column in rows:
-            out.setdefault(str(table), []).append(str(column).replace('"', '""'))
-        return out
+            return erase_rows(self.con, accounts)
 
     # -- stream offsets --------------------------------------------------------------------------
     def stream_offsets(self, group: str, topic: str) -> dict[int, int]:
@@ -537,54 +481,6 @@ class DuckDBStore(Store):
                 + ", ".join(["(?, ?, ?, ?)"] * len(rows)),
                 [v for p, o in rows for v in (group, topic, int(p), int(o))],
             )
-
-
-def rebuild_database(path: Path) -> None:
-    """Copy a DuckDB file into a fresh one and put that in its place (atomically).
-
-    Deleting rows does not remove their bytes: a checkpoint may leave them in blocks the file
-    keeps. The copy holds live rows only (same tables, constraints and data), so after an
-    erasure nothing of the deleted rows stays on disk in the database. Every connection to
-    ``path`` must be closed first (checkpointed: no write-ahead log left).
-    """
-    path = Path(path)
-    wal = path.with_name(path.name + ".wal")
-    tmp = path.with_name(f".{path.name}.rebuild")
-    for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
-        leftover.unlink(missing_ok=True)
-    con = duckdb.connect(str(tmp))
-    try:
-        try:
-            con.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS _old (READ_ONLY)")
-        except duckdb.Error as exc:
-            raise WorkspaceError(
-                f"cannot rewrite {path}: {str(exc).splitlines()[0]}",
-                hint="another connection or process has it open; close it and retry",
-            ) from None
-        target = con.execute("SELECT current_database()").fetchall()[0][0]
-        con.execute(f'COPY FROM DATABASE _old TO "{target}"')
-        con.execute("DETACH _old")
-        con.execute("FORCE CHECKPOINT")
-    except BaseException:
-        con.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    con.close()
-    if wal.exists():  # someone wrote after our checkpoint: their rows are not in the copy
-        tmp.unlink(missing_ok=True)
-        raise WorkspaceError(
-            f"{path} has an unflushed write-ahead log; it is open elsewhere",
-            hint="stop the other crossrec process and retry",
-        )
-    with tmp.open("rb+") as fh:
-        os.fsync(fh.fileno())
-    os.chmod(tmp, path.stat().st_mode & 0o777)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class _Counted:
