@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,5 +155,58 @@ def test_serve_computes_the_lists_ahead_and_answers_from_them(ws) -> None:
         assert rec.cached("video", account, 10) is not None
         metrics = state.metrics.render().decode()
         assert 'crossrec_precomputed_lists{platform="video"}' in metrics
+    finally:
+        state.close()
+
+
+def test_a_new_model_version_is_swapped_in_with_its_lists(ws) -> None:
+    import shutil
+
+    from crossrec.models import ModelRegistry
+    from crossrec.serve.state import ServeState
+
+    workspace, _ = ws
+    state = ServeState(workspace, poll_seconds=3600)
+    state.start(poll=False)
+    try:
+        assert state.warmer.wait(60)
+        served = state.require_model()
+        registry = ModelRegistry(workspace.models_dir)
+        staging = registry.staging_dir("v0002")
+        shutil.rmtree(staging)
+        shutil.copytree(registry.path(served.version), staging)
+        meta = json.loads((staging / "metadata.json").read_text())
+        registry.publish("v0002", staging, meta)
+        assert state.check_model()
+        model = state.require_model()
+        assert model.version == "v0002"
+        # no window computing lists on request after a retrain: they came with the model
+        account = model.recommender.parts.platform("music").matrix.accounts[2]
+        assert model.recommender.cached("music", account, 10) is not None
+    finally:
+        state.close()
+
+
+def test_an_erasure_keeps_the_other_accounts_lists(ws) -> None:
+    from crossrec.serve.state import ServeState
+
+    workspace, raw = ws
+    line = (raw / "video" / "events.csv").read_text().splitlines()[1]
+    raw_id = line.split(",")[0]
+    erased = workspace.account_id("video", raw_id)
+    state = ServeState(workspace, poll_seconds=3600)
+    state.start(poll=False)
+    try:
+        assert state.warmer.wait(60)
+        rec = state.require_model().recommender
+        other = next(a for a in rec.parts.platform("video").matrix.accounts if a != erased)
+        assert rec.cached("video", erased, 10) is not None
+        state.forget("video", raw_id)
+        after = state.require_model().recommender
+        assert after is not rec  # reloaded from the rewritten files
+        assert after.cached("video", erased, 10) is None
+        assert after.cached("video", other, 10) == rec.cached("video", other, 10)
+        anonymous = after.recommend("video", None, 10)
+        assert after.recommend("video", erased, 10) == anonymous
     finally:
         state.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -187,6 +188,9 @@ class Recommender:
         done = 0
         for name in platforms if platforms is not None else sorted(self.parts.platforms):
             with self._lock:
+                have = self._lists.get(name)
+                if have is not None and have.k >= k:
+                    continue  # computed before (or carried over from the same version)
                 self._changed = set()
             total = len(self.parts.platform(name).matrix.accounts)
 
@@ -203,6 +207,20 @@ class Recommender:
                 self._lists[name] = lists
             done += len(lists)
         return done
+
+    def adopt_lists(self, other: Recommender) -> None:
+        """Take ``other``'s lists computed ahead (the same model version, reloaded), less
+        the accounts changed since; they are dropped here as they change."""
+        if other.model_version != self.model_version:
+            raise InputError(
+                f"lists of model {other.model_version} cannot serve model {self.model_version}"
+            )
+        with other._lock:
+            lists = {
+                name: replace(found, rows=dict(found.rows)) for name, found in other._lists.items()
+            }
+        with self._lock:
+            self._lists.update(lists)
 
     def _recommend(
         self, platform: str, account: str | None, k: int, item_filter: ItemFilter | None

@@ -221,6 +221,8 @@ class ServeState:
         loaded = self._load(version)
         if loaded is None:
             return False
+        if current is not None:  # the served model answers meanwhile, from its own lists
+            self.warmer.run(loaded.recommender, stop=self._stop.is_set)
         with self._write_lock:
             if generation != self._generation:  # an erasure rewrote the files meanwhile
                 return False  # the erasure reloaded the model itself
@@ -381,6 +383,9 @@ class ServeState:
                 version = self.registry.current() or model.version
                 loaded = self._load(version)
                 if loaded is not None:
+                    if loaded.version == model.version:
+                        # the other accounts' lists stay valid; the erased ones were dropped
+                        loaded.recommender.adopt_lists(model.recommender)
                     self._swap(loaded)
         return result
 

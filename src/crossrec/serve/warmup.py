@@ -1,9 +1,11 @@
 """Lists computed ahead for the served model, in a background thread.
 
-When a model version is swapped in, :class:`ListWarmer` has its recommender compute every
-account's list (:meth:`~crossrec.recommend.Recommender.precompute`) while requests are already
-answered (on request, until an account's list is ready). A newer model stops the run for the
-older one. Progress is on ``/metrics`` (``crossrec_precomputed_lists``,
+A model version that replaces a served one computes its lists before the swap (the served
+one answers meanwhile, from its own lists); the first model of a process, and a reload after
+an erasure, are swapped in at once and :class:`ListWarmer` has the recommender compute every
+list it lacks (:meth:`~crossrec.recommend.Recommender.precompute`) in a background thread,
+while requests are answered (on request, until an account's list is ready). A newer model
+stops the run for the older one. Progress is on ``/metrics`` (``crossrec_precomputed_lists``,
 ``crossrec_precompute_running``) and in the log.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,6 +45,23 @@ class ListWarmer:
             target=self._run, args=(recommender, stop), name="crossrec-precompute", daemon=True
         )
         self._thread.start()
+
+    def run(self, recommender: Recommender, *, stop: Callable[[], bool]) -> None:
+        """Compute ``recommender``'s lists in the calling thread (a model about to be swapped
+        in: it arrives with its lists, so latency does not dip after a retrain)."""
+        started = time.perf_counter()
+        try:
+            n = recommender.precompute(self.k, stop=stop) if self.k > 0 else 0
+        except Exception:  # the swap goes on; the lists are computed after it
+            log.exception("computing lists ahead before the swap failed")
+            return
+        if n:
+            log.info(
+                "model %s: %d lists computed ahead before the swap in %.1f s",
+                recommender.model_version,
+                n,
+                time.perf_counter() - started,
+            )
 
     def wait(self, timeout: float) -> bool:
         """Wait for the current run to end; True if none is running any more."""
