@@ -15,8 +15,8 @@ from crossrec.datasets.synthetic import SyntheticConfig, generate_synthetic
 from crossrec.link.pipeline import run_link
 from crossrec.recommend import Recommender
 from crossrec.recommend.precompute import compute_lists, top_rows
-from crossrec.train import train
 from crossrec.workspace import Workspace
+from tests.test_recommend import _build
 
 
 @pytest.fixture(scope="module")
@@ -25,19 +25,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace, Pa
     generate_synthetic(
         raw, SyntheticConfig(accounts=240, events=6000, anchor_fraction=0.6, format="csv", seed=9)
     )
-    root = tmp_path_factory.mktemp("ws") / "ws"
-    Workspace.init(root).close()
-    cfg = root / "crossrec.toml"
-    text = cfg.read_text().replace('encoder = "minilm"', 'encoder = "static"')
-    text = text.replace("epochs = 20", "epochs = 2")
-    cfg.write_text(text.replace("link_precision = 0.95", "link_precision = 0.6"))
-    workspace = Workspace(root)
-    for platform in ("video", "music"):
-        workspace.ingest_events(
-            platform, raw / platform / "events.csv", items=raw / platform / "items.csv"
-        )
-    workspace.ingest_links(raw / "known_links.csv")
-    train(workspace)
+    workspace = _build(raw, tmp_path_factory.mktemp("ws") / "ws", ("video", "music"))
     run_link(workspace)  # asserted links too: the linked components are in the lists
     yield workspace, raw
     workspace.close()

@@ -285,19 +285,29 @@ def _neighbours(
     if index is None or len(index) == 0:
         return None
     scores, ids = index.search(probe[None, :].astype(np.float32), n + len(exclude) + 1)
-    to_matrix = _matrix_rows(parts, p)
+    rows, weights = neighbour_rows(
+        scores[0].tolist(), ids[0].tolist(), exclude, _matrix_rows(parts, p), n
+    )
+    if not rows:
+        return None
+    return _weighted_rows(_binary_matrix(parts, p), np.asarray(rows), np.asarray(weights))
+
+
+def neighbour_rows(
+    scores: list[float], ids: list[int], exclude: frozenset[int], to_matrix: np.ndarray, n: int
+) -> tuple[list[int], list[float]]:
+    """The first ``n`` found profile rows with a positive score that are not excluded and
+    have history on the platform: their matrix rows and scores."""
     rows: list[int] = []
     weights: list[float] = []
-    for s, i in zip(scores[0].tolist(), ids[0].tolist(), strict=True):
+    for s, i in zip(scores, ids, strict=True):
         if i < 0 or i in exclude or len(rows) >= n or s <= 0:
             continue
         r = int(to_matrix[i]) if i < len(to_matrix) else -1
         if r >= 0:
             rows.append(r)
             weights.append(float(s))
-    if not rows:
-        return None
-    return _weighted_rows(_binary_matrix(parts, p), np.asarray(rows), np.asarray(weights))
+    return rows, weights
 
 
 def _weighted_rows(m: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:

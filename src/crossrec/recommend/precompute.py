@@ -32,6 +32,7 @@ from crossrec.recommend.components import (
     _linked_text,
     _matrix_rows,
     linked_sequence,
+    neighbour_rows,
     standardise,
 )
 from crossrec.recommend.reasons import explain
@@ -311,16 +312,9 @@ def _batch_neighbours(
         probe_matrix = np.stack([probes[i] for i in at]).astype(np.float32)  # type: ignore[misc]
         scores, ids = index.search(probe_matrix, depth)
         for i, srow, irow in zip(at, scores.tolist(), ids.tolist(), strict=True):
-            exclude = queries[i].exclude_rows
-            rows: list[int] = []
-            weights: list[float] = []
-            for s, j in zip(srow, irow, strict=True):
-                if j < 0 or j in exclude or len(rows) >= N_NEIGHBOURS or s <= 0:
-                    continue
-                r = int(to_matrix[j]) if j < len(to_matrix) else -1
-                if r >= 0:
-                    rows.append(r)
-                    weights.append(float(s))
+            rows, weights = neighbour_rows(
+                srow, irow, queries[i].exclude_rows, to_matrix, N_NEIGHBOURS
+            )
             if rows:
                 found[i] = (rows, weights)
     if not found:
