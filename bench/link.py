@@ -28,6 +28,35 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def space_recall(prof, ws, world: Path, k: int, sample: int = 2000) -> dict[str, float]:
+    """Share of (a sample of) truth pairs whose partner is among the ``k`` nearest accounts
+    of the other platform in each profile space alone (exact cosine search): how much each
+    space can give the candidate generator on this world."""
+    import faiss
+
+    pairs = []
+    for line in next(world.glob("truth_links.*")).read_text().splitlines()[1:]:
+        pa, aa, pb, ab = line.split(",")
+        ra, rb = prof.row(pa, ws.account_id(pa, aa)), prof.row(pb, ws.account_id(pb, ab))
+        if ra is not None and rb is not None:
+            pairs.append((ra, rb) if pa == "video" else (rb, ra))
+    rng = np.random.default_rng(0)
+    chosen = np.asarray(pairs)[rng.permutation(len(pairs))[:sample]]
+    targets = prof.rows_of("music")
+    out: dict[str, float] = {}
+    for space in ("sequence", "text", "rhythm"):  # CF spaces differ per platform: no direct search
+        vectors = getattr(prof, space).astype(np.float32)
+        if vectors.shape[1] == 0:
+            continue
+        unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        index = faiss.IndexFlatIP(unit.shape[1])
+        index.add(np.ascontiguousarray(unit[targets]))
+        _, ids = index.search(np.ascontiguousarray(unit[chosen[:, 0]]), k)
+        hit = (targets[np.clip(ids, 0, None)] == chosen[:, 1][:, None]) & (ids >= 0)
+        out[space] = round(float(hit.any(axis=1).mean()), 4)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--accounts", type=int, default=1_000_000, help="accounts per platform")
@@ -111,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         total_truth += 1
         found += (min(ra, rb), max(ra, rb)) in have
     figures["candidate_recall"] = round(found / max(total_truth, 1), 4)
+    figures["truth_in_top_k_by_space"] = space_recall(prof, ws, world, ws.config.link.top_k)
     rows_a, rows_b = prof.rows_of("video"), prof.rows_of("music")
     index = faiss.IndexFlatIP(prof.sequence.shape[1])
     index.add(np.ascontiguousarray(prof.sequence[rows_b]))
