@@ -104,3 +104,38 @@ def serve_copy(world, linked, tmp_path):
     from dataclasses import replace
 
     return serve(replace(world, root=linked), tmp_path / "ws")
+
+
+def test_links_re_scored_online_show_at_once_on_both_sides(world, tmp_path):
+    from crossrec.link.query import person_links
+    from crossrec.workspace import Workspace
+
+    root = copy_world(world, tmp_path / "ws")
+    raw_v, raw_m = world.accounts["video"][20], world.accounts["music"][20]
+    with Workspace(root) as ws:
+        v, m = ws.account_id("video", raw_v), ws.account_id("music", raw_m)
+        row = {
+            "platform_a": "music",
+            "account_a": m,
+            "platform_b": "video",
+            "account_b": v,
+            "probability": 0.97,
+            "rank": 1,
+            "evidence": json.dumps([{"signal": "sequence", "value": 0.9}]),
+            "source": "matcher",
+            "model_version": "v0001",
+        }
+        # as the online linker writes it: no `crossrec link` run, no persons row
+        ws.store.update_links([("video", v, None)], pa.Table.from_pylist([row]))
+        for platform, raw, other in (
+            ("video", raw_v, ("music", m)),
+            ("music", raw_m, ("video", v)),
+        ):
+            doc = person_links(ws, platform, raw)
+            accounts = {(a["platform"], a["account"]) for a in doc["accounts"]}
+            assert other in accounts and (platform, raw) in accounts
+            assert len(doc["links"]) == 1 and doc["links"][0]["probability"] == 0.97
+        # the link goes (re-scored away): each account is alone again
+        ws.store.update_links([("video", v, None)], ws.store.read("links").slice(0, 0))
+        doc = person_links(ws, "music", raw_m)
+        assert doc["links"] == [] and doc["accounts"] == [{"platform": "music", "account": raw_m}]

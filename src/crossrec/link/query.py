@@ -37,11 +37,17 @@ def person_links(ws: Workspace, platform: str, raw_id: str) -> dict[str, Any]:
         ),
         None,
     )
-    members = (
-        list(zip(persons["platform"].to_pylist(), persons["account"].to_pylist(), strict=True))
-        if person is not None
-        else [(platform, account)]
-    )
+    # the accounts connected to this one by the links as they stand (re-scored online too)
+    members = {(platform, account)}
+    for table in (links, known):
+        for side in ("a", "b"):
+            members |= set(
+                zip(
+                    table[f"platform_{side}"].to_pylist(),
+                    table[f"account_{side}"].to_pylist(),
+                    strict=True,
+                )
+            )
     edges = []
     for row in links.to_pylist():
         edges.append(

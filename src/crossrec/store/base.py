@@ -36,6 +36,10 @@ class PlatformStats:
     events: int
 
 
+#: Accounts at most in one person as :meth:`Store.person_rows` walks it.
+PERSON_LIMIT = 64
+
+
 class Store(ABC):
     """Canonical tables of one workspace.
 
@@ -154,33 +158,50 @@ class Store(ABC):
         table = table.filter(pc.equal(table["account"], account))
         return table.select(cols) if cols else table
 
-    def person_rows(self, platform: str, account: str) -> tuple[pa.Table, pa.Table, pa.Table]:
-        """One account's person, read without reading whole tables.
+    def person_rows(
+        self, platform: str, account: str, *, limit: int = PERSON_LIMIT
+    ) -> tuple[pa.Table, pa.Table, pa.Table]:
+        """One account's person as the links stand now, read without reading whole tables.
 
-        Returns ``(persons, links, known_links)``: the ``persons`` rows of every member of the
-        account's person (empty when it is in none), then the ``links`` and ``known_links``
-        rows whose a-side is a member (the account alone when it has no person), each in table
-        order. Backends override this default, which filters whole tables."""
-        import pyarrow.compute as pc
+        The person is every account connected to this one through asserted and known links
+        (either side of a row), walked outwards up to ``limit`` accounts; links re-scored
+        online count at once, before ``crossrec link`` rewrites the ``persons`` table.
+        Returns ``(persons, links, known_links)``: the ``persons`` rows of those accounts
+        (their person ids from the last ``crossrec link``), then every ``links`` and
+        ``known_links`` row touching them, each in table order. Backends override this
+        default, which filters whole tables."""
+        tables = {name: self.read(name) for name in ("links", "known_links")}
+        ends = {
+            name: list(
+                zip(
+                    zip(t["platform_a"].to_pylist(), t["account_a"].to_pylist(), strict=True),
+                    zip(t["platform_b"].to_pylist(), t["account_b"].to_pylist(), strict=True),
+                    strict=True,
+                )
+            )
+            for name, t in tables.items()
+        }
+        members = {(platform, account)}
+        frontier = set(members)
+        while frontier and len(members) < limit:
+            found = {
+                other
+                for pairs in ends.values()
+                for x, y in pairs
+                for me, other in ((x, y), (y, x))
+                if me in frontier
+            }
+            frontier = found - members
+            members |= frontier
+
+        def touching(name: str) -> pa.Table:
+            mask = [x in members or y in members for x, y in ends[name]]
+            return tables[name].filter(pa.array(mask, pa.bool_()))
 
         persons = self.read("persons")
-        mine = persons.filter(
-            pc.and_(pc.equal(persons["platform"], platform), pc.equal(persons["account"], account))
-        )
-        if mine.num_rows:
-            persons = persons.filter(pc.equal(persons["person"], mine["person"][0]))
-            members = set(
-                zip(persons["platform"].to_pylist(), persons["account"].to_pylist(), strict=True)
-            )
-        else:
-            persons = mine
-            members = {(platform, account)}
-
-        def of_members(table: pa.Table) -> pa.Table:
-            keys = zip(table["platform_a"].to_pylist(), table["account_a"].to_pylist(), strict=True)
-            return table.filter(pa.array([k in members for k in keys], pa.bool_()))
-
-        return persons, of_members(self.read("links")), of_members(self.read("known_links"))
+        keys = zip(persons["platform"].to_pylist(), persons["account"].to_pylist(), strict=True)
+        persons = persons.filter(pa.array([k in members for k in keys], pa.bool_()))
+        return persons, touching("links"), touching("known_links")
 
     # -- concurrency -----------------------------------------------------------------------------
     def cursor(self) -> Store:

@@ -13,7 +13,7 @@ import pyarrow as pa
 from crossrec import schema
 from crossrec.errors import SchemaVersionError, WorkspaceError
 from crossrec.store import event_keys
-from crossrec.store.base import PlatformStats, Store, WriteResult
+from crossrec.store.base import PERSON_LIMIT, PlatformStats, Store, WriteResult
 from crossrec.store.erasure import erase_rows, rebuild_database
 
 _TABLES = {t.name: t for t in schema.CANONICAL_TABLES}
@@ -27,6 +27,16 @@ def _select_list(table: schema.Table, cols: Sequence[str]) -> str:
     return ", ".join(
         f"{event_keys.key_text_sql()} AS event_id" if c == "event_id" else c for c in cols
     )
+
+
+def _either_side(n: int) -> str:
+    """SQL condition: a link row with one of ``n`` accounts on either side."""
+    one = "(platform_a = ? AND account_a = ?) OR (platform_b = ? AND account_b = ?)"
+    return " OR ".join([one] * n)
+
+
+def _member_params(members: set[tuple[str, str]]) -> list[str]:
+    return [x for m in sorted(members) for x in (*m, *m)]
 
 
 def _table(name: str) -> schema.Table:
@@ -398,24 +408,33 @@ class DuckDBStore(Store):
             params=[platform, account],
         ).to_arrow_table()
 
-    def person_rows(self, platform: str, account: str) -> tuple[pa.Table, pa.Table, pa.Table]:
-        persons = self.con.sql(
-            "SELECT * FROM persons WHERE person IN "
-            "(SELECT person FROM persons WHERE platform = ? AND account = ?)",
-            params=[platform, account],
-        ).to_arrow_table()
-        members = (
-            list(zip(persons["platform"].to_pylist(), persons["account"].to_pylist(), strict=True))
-            if persons.num_rows
-            else [(platform, account)]
-        )
-        # a person has a handful of accounts (link.max_component_size): one term each
-        where = " OR ".join(["(platform_a = ? AND account_a = ?)"] * len(members))
-        params = [x for member in members for x in member]
+    def person_rows(
+        self, platform: str, account: str, *, limit: int = PERSON_LIMIT
+    ) -> tuple[pa.Table, pa.Table, pa.Table]:
+        members = {(platform, account)}
+        frontier = set(members)
+        while frontier and len(members) < limit:
+            found: set[tuple[str, str]] = set()
+            for name in ("links", "known_links"):
+                for pa_, a, pb, b in self.con.execute(
+                    f"SELECT platform_a, account_a, platform_b, account_b FROM {name} WHERE "
+                    + _either_side(len(frontier)),
+                    _member_params(frontier),
+                ).fetchall():
+                    found |= {(pa_, a), (pb, b)}
+            frontier = found - members
+            members |= frontier
+        # a person has a handful of accounts (``limit``): a few terms per query
+        where, params = _either_side(len(members)), _member_params(members)
         links, known = (
             self.con.sql(f"SELECT * FROM {name} WHERE {where}", params=params).to_arrow_table()
             for name in ("links", "known_links")
         )
+        persons = self.con.sql(
+            "SELECT * FROM persons WHERE "
+            + " OR ".join(["(platform = ? AND account = ?)"] * len(members)),
+            params=[x for m in sorted(members) for x in m],
+        ).to_arrow_table()
         return persons, links, known
 
     # -- concurrency -----------------------------------------------------------------------------
