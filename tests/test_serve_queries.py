@@ -139,3 +139,34 @@ def test_links_re_scored_online_show_at_once_on_both_sides(world, tmp_path):
         ws.store.update_links([("video", v, None)], ws.store.read("links").slice(0, 0))
         doc = person_links(ws, "music", raw_m)
         assert doc["links"] == [] and doc["accounts"] == [{"platform": "music", "account": raw_m}]
+
+
+def test_online_link_changes_merge_and_split_persons(world, tmp_path):
+    from crossrec.link.online import person_of, refresh_persons
+    from crossrec.workspace import Workspace
+
+    root = copy_world(world, tmp_path / "ws")
+    with Workspace(root) as ws:
+        video = [ws.account_id("video", r) for r in world.accounts["video"][10:14]]
+        music = [ws.account_id("music", r) for r in world.accounts["music"][10:14]]
+        _graph(ws.store, [("video", v, "music", m) for v, m in zip(video, music, strict=True)])
+        ws.store.con.execute("DELETE FROM known_links")  # asserted links only, in this test
+        v10, v11 = ("video", video[0]), ("video", video[1])
+        m10, m11 = ("music", music[0]), ("music", music[1])
+        # v10 is re-scored onto m11, which leaves its link to v11 (one account per platform)
+        before = person_of(ws.store, *v10) | person_of(ws.store, *m11)
+        assert before == {v10, m10, v11, m11}
+        row = ws.store.read("links").slice(0, 1).to_pylist()[0]
+        row.update(platform_a="music", account_a=m11[1], platform_b="video", account_b=v10[1])
+        ws.store.update_links(
+            [(*v10, None), (*m11, "video")],
+            pa.Table.from_pylist([row], ws.store.read("links").schema),
+        )
+        refresh_persons(ws.store, before, "v0001")
+        persons = {
+            (r["platform"], r["account"]): r["person"] for r in ws.store.read("persons").to_pylist()
+        }
+        assert persons[v10] == persons[m11]  # merged: one person
+        assert m10 not in persons and v11 not in persons  # left alone: no person
+        assert persons[("video", video[2])] == persons[("music", music[2])] == 2  # untouched
+        assert persons[v10] in {0, 1} and persons[v10] != persons[("video", video[3])]

@@ -218,5 +218,60 @@ def relink_account(
             else (row["platform_a"], row["account_a"])
         )
         remove.append((other[0], other[1], platform))
+    # the persons these accounts belong to before the change: they may merge or split
+    touched = set().union(*(person_of(store, p, a) for p, a, _ in remove))
     store.update_links(remove, table)
+    refresh_persons(store, touched, linker.version)
     return table
+
+
+def person_of(store: Store, platform: str, account: str) -> set[tuple[str, str]]:
+    """The accounts connected to this one by the links as they stand (itself included)."""
+    from crossrec.link.query import linked_accounts
+
+    _, links, known = store.person_rows(platform, account)
+    return linked_accounts((platform, account), links, known)
+
+
+def refresh_persons(store: Store, accounts: set[tuple[str, str]], version: str) -> None:
+    """Rewrite the ``persons`` rows of ``accounts`` (every account whose person may have
+    changed) from the links as they stand: each connected group of two or more accounts is
+    one person, keeping the id most of its accounts had (a new id when none is left), and an
+    account left alone has no row."""
+    old: dict[tuple[str, str], int] = {}
+    groups: list[set[tuple[str, str]]] = []
+    done: set[tuple[str, str]] = set()
+    for key in sorted(accounts):
+        if key in done:
+            continue
+        persons, _, _ = store.person_rows(*key)
+        for r in persons.to_pylist():
+            old[(r["platform"], r["account"])] = int(r["person"])
+        group = person_of(store, *key)
+        done |= group
+        groups.append(group)
+    ids = store.read("persons", columns=["person"]).column("person").to_pylist()
+    fresh = max(ids, default=-1) + 1
+    taken: set[int] = set()
+    rows: list[dict[str, Any]] = []
+    for group in sorted(groups, key=lambda g: (-len(g), sorted(g))):
+        if len(group) < 2:
+            continue
+        votes: dict[int, int] = {}
+        for member in group:
+            if member in old and old[member] not in taken:
+                votes[old[member]] = votes.get(old[member], 0) + 1
+        person = min(votes, key=lambda i: (-votes[i], i)) if votes else None
+        if person is None:
+            person, fresh = fresh, fresh + 1
+        taken.add(person)
+        rows += [
+            {"platform": p, "account": a, "person": person, "model_version": version}
+            for p, a in sorted(group)
+        ]
+    from crossrec import schema
+
+    names = schema.PERSONS.column_names
+    types = {"person": pa.int64()}
+    table = pa.table({n: pa.array([r[n] for r in rows], types.get(n, pa.string())) for n in names})
+    store.replace_persons(sorted(done | accounts), table)

@@ -12,6 +12,8 @@ import numpy as np
 from crossrec.errors import InputError, NotFoundError
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from crossrec.index import VectorIndex
     from crossrec.represent.profiles import AccountProfiles
     from crossrec.workspace import Workspace
@@ -22,6 +24,16 @@ def _require_account(ws: Workspace, platform: str, raw_id: str) -> str:
     if not ws.store.has_account(platform, account):
         raise NotFoundError(f"no account {raw_id!r} on platform {platform!r}")
     return account
+
+
+def linked_accounts(key: tuple[str, str], *tables: pa.Table) -> set[tuple[str, str]]:
+    """``key`` and every account on either side of the link rows in ``tables``."""
+    members = {key}
+    for table in tables:
+        for side in ("a", "b"):
+            platforms = table[f"platform_{side}"].to_pylist()
+            members |= set(zip(platforms, table[f"account_{side}"].to_pylist(), strict=True))
+    return members
 
 
 def person_links(ws: Workspace, platform: str, raw_id: str) -> dict[str, Any]:
@@ -38,16 +50,7 @@ def person_links(ws: Workspace, platform: str, raw_id: str) -> dict[str, Any]:
         None,
     )
     # the accounts connected to this one by the links as they stand (re-scored online too)
-    members = {(platform, account)}
-    for table in (links, known):
-        for side in ("a", "b"):
-            members |= set(
-                zip(
-                    table[f"platform_{side}"].to_pylist(),
-                    table[f"account_{side}"].to_pylist(),
-                    strict=True,
-                )
-            )
+    members = linked_accounts((platform, account), links, known)
     edges = []
     for row in links.to_pylist():
         edges.append(

@@ -125,8 +125,9 @@ def compute_lists(
         if stop is not None and stop():
             return None
         chunk = accounts[start : start + size]
-        with rec._lock:
-            queries = [rec.query(platform, a) for a in chunk]
+        # no lock held: an account changed from here on is dropped when the lists are
+        # published (Recommender.precompute), so requests never wait on a batch
+        queries = [rec.query(platform, a) for a in chunk]
         for i, (cols, vals, why) in enumerate(top_many(rec, p, queries, k)):
             r = start + i
             rows[chunk[i]] = r

@@ -113,6 +113,11 @@ class Store(ABC):
         ``(platform, account, other_platform or None for all)``, then insert ``add``."""
 
     @abstractmethod
+    def replace_persons(self, accounts: list[tuple[str, str]], persons: pa.Table) -> None:
+        """In one transaction: drop the ``persons`` rows of ``accounts``, insert ``persons``
+        (online changes to the identity graph)."""
+
+    @abstractmethod
     def add_duplicates(self, n: int) -> None:
         """Add ``n`` to the workspace's running count of duplicate input rows."""
 

@@ -309,6 +309,26 @@ class DuckDBStore(Store):
                 finally:
                     self.con.unregister("_staged_links")
 
+    def replace_persons(self, accounts: list[tuple[str, str]], persons: pa.Table) -> None:
+        with self.transaction():
+            for start in range(0, len(accounts), 500):  # bounded statement size
+                part = accounts[start : start + 500]
+                self.con.execute(
+                    "DELETE FROM persons WHERE "
+                    + " OR ".join(["(platform = ? AND account = ?)"] * len(part)),
+                    [x for key in part for x in key],
+                )
+            if persons.num_rows:
+                cols = schema.PERSONS.column_names
+                self.con.register("_staged_persons", persons.select(cols))
+                try:
+                    self.con.execute(
+                        f"INSERT INTO persons ({', '.join(cols)}) "
+                        f"SELECT {', '.join(cols)} FROM _staged_persons"
+                    )
+                finally:
+                    self.con.unregister("_staged_persons")
+
     def log_ingest(self, row: dict[str, Any]) -> None:
         cols = schema.INGEST_LOG.column_names
         self.con.execute(
