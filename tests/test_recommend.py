@@ -310,3 +310,22 @@ def test_apply_links_replaces_asserted_links_on_both_sides(world) -> None:
     assert ("video", b1, 0.7) not in rec.parts.linked("music", a)
     assert ("music", a, 0.7) not in rec.parts.linked("video", b1)
     assert ("music", a, 0.6) in rec.parts.linked("video", b2)
+
+
+def test_link_saves_its_cf_indexes_and_online_updates_move_the_entries(world) -> None:
+    ws, _ = world
+    model_dir = ModelRegistry(ws.models_dir).path()
+    assert sorted(p.name for p in (model_dir / "index" / "cf").iterdir()) == ["music", "video"]
+    linker = OnlineLinker.load(model_dir, ws.store, ws.config)
+    assert linker is not None
+    linker.warm()
+    assert not linker.ctx._cache.get("built_indexes")  # read from the model, none built
+    index = linker.ctx.index("cf", "video")
+    row = int(linker.ctx.rows_of("video")[0])
+    account = str(linker.ctx.profiles.account[row])
+    dim = linker.ctx.profiles.cf.shape[1]
+    vector = np.full(dim, 1.0 / np.sqrt(dim), np.float32)
+    assert linker.update_vectors("video", account, cf=vector) == row
+    assert linker.ctx.index("cf", "video") is index  # kept, not rebuilt per event
+    _, ids = index.search(vector[None, :], 1)
+    assert int(ids[0, 0]) == row  # the account's entry moved with its vector

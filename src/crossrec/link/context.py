@@ -260,10 +260,10 @@ class LinkContext:
     def index(self, space: str, platform: str) -> VectorIndex | None:
         """The vector index of a platform's accounts in ``space`` ("sequence", "text", "cf").
 
-        "sequence" and "text" are the indexes written by ``crossrec train``; "cf" (and the
-        others when the model version has no index) is built from the profiles on first use
-        (exact up to ``index.exact_max`` accounts, HNSW above) and kept. None when the
-        platform has no vectors in that space (e.g. no text).
+        "sequence" and "text" are the indexes written by ``crossrec train``, "cf" the one
+        ``crossrec link`` saves (:meth:`save_built_indexes`); one the model version lacks is
+        built from the profiles on first use (exact up to ``index.exact_max`` accounts, HNSW
+        above) and kept. None when the platform has no vectors in that space (e.g. no text).
         """
         key = ("index", space, platform)
         if key not in self._cache:
@@ -274,7 +274,7 @@ class LinkContext:
     def _open_index(self, space: str, platform: str) -> VectorIndex | None:
         from crossrec.index import build_index, load_index
 
-        if self.model_dir is not None and space != "cf":
+        if self.model_dir is not None:
             directory = self.model_dir / "index" / space / platform
             if directory.is_dir():
                 return load_index(directory)
@@ -284,7 +284,32 @@ class LinkContext:
             rows = rows[self.profiles.has_text[rows]]
         if len(rows) == 0 or vectors.shape[1] == 0:
             return None
-        return build_index(vectors[rows], rows, self.config.index, seed=self.config.train.seed)
+        index = build_index(vectors[rows], rows, self.config.index, seed=self.config.train.seed)
+        self._cache.setdefault("built_indexes", set()).add((space, platform))
+        return index
+
+    def save_built_indexes(self) -> list[str]:
+        """Save the indexes built from the profiles (not read from the model version) into
+        the model version's ``index/<space>/<platform>/``, so that the next reader (the
+        server's online linker, the next ``crossrec link``) loads them instead of building
+        them again. Erasure compacts them like the others. Returns what was saved."""
+        import shutil
+
+        if self.model_dir is None:
+            return []
+        saved = []
+        for space, platform in sorted(self._cache.get("built_indexes", set())):
+            index = self._cache.get(("index", space, platform))
+            final = self.model_dir / "index" / space / platform
+            if index is None or final.exists():
+                continue
+            tmp = final.with_name(f".{platform}.tmp")
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            index.save(tmp)
+            tmp.replace(final)
+            saved.append(f"{space}/{platform}")
+        return saved
 
     def cached(self, key: Any, make: Any) -> Any:
         """A value derived from the context, computed once by ``make()`` and kept."""

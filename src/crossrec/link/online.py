@@ -96,6 +96,15 @@ class OnlineLinker:
     def row(self, platform: str, account: str) -> int | None:
         return self.ctx.profiles.row(platform, account)
 
+    def warm(self) -> None:
+        """Open every index the candidate generator searches (read from the model version,
+        or built when it lacks one), so that no request pays for it."""
+        from crossrec.link.candidates import SPACES
+
+        for space in SPACES:
+            for platform in self.ctx.platforms:
+                self.ctx.index(space, platform)
+
     def update_vectors(
         self,
         platform: str,
@@ -110,12 +119,21 @@ class OnlineLinker:
         if r is None:
             return None
         prof = self.ctx.profiles
+        cache = self.ctx._cache
         with self._lock:
-            if cf is not None and prof.cf.shape[1] == len(cf):
-                prof.cf[r] = cf
-            if sequence is not None and prof.sequence.shape[1] == len(sequence):
-                prof.sequence[r] = sequence
-            self.ctx._cache.clear()  # derived norms and maps of the old vectors
+            for space, vector, table in (
+                ("cf", cf, prof.cf),
+                ("sequence", sequence, prof.sequence),
+            ):
+                if vector is None or table.shape[1] != len(vector):
+                    continue
+                table[r] = vector
+                index = cache.get(("index", space, platform))
+                if index is not None:  # the account's entry moves with it
+                    index.upsert(np.asarray(vector, np.float32)[None, :], np.asarray([r], np.int64))
+            # derived norms and maps of the old vectors go; the indexes (updated) stay
+            for key in [k for k in cache if not _kept(k)]:
+                del cache[key]
         return r
 
     def rescore(self, platform: str, account: str) -> pa.Table | None:
@@ -188,6 +206,11 @@ class OnlineLinker:
                 }
             )
         return _links_table(rows, self.version)
+
+
+def _kept(key: Any) -> bool:
+    """Context cache entries that survive an account's new vectors: the vector indexes."""
+    return key == "built_indexes" or (isinstance(key, tuple) and key[:1] == ("index",))
 
 
 def _links_table(rows: list[dict[str, Any]], version: str) -> pa.Table:

@@ -97,6 +97,7 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
     with step(hook, "CF space mappings from known links"):
         mappings = fit_mappings(ctx, (ctx.link_a, ctx.link_b), seed=cfg.train.seed)
     cands = generate_candidates(ctx, mappings, progress=hook)
+    ctx.save_built_indexes()  # the CF indexes: the online linker loads them, never builds
     a, b, ranks = cands.a_rows, cands.b_rows, cands.ranks
     # known links missing from the candidates still teach the matcher
     if len(ctx.link_a):

@@ -256,6 +256,8 @@ class ServeState:
                 linker = OnlineLinker.load(
                     self.registry.path(version), self._new_view().store, self.ws.config
                 )
+            if linker is not None:
+                linker.warm()  # its indexes open before it serves, never in a request
         except Exception as exc:  # links stay as `crossrec link` wrote them
             log.warning("model %s: online link re-scoring is off: %s", version, exc)
         log.info("loaded model %s in %.1f s", version, time.time() - started)
