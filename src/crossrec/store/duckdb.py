@@ -278,16 +278,8 @@ class DuckDBStore(Store):
     def replace_links(self, links: pa.Table, persons: pa.Table) -> None:
         with self.transaction():
             for target, table in ((schema.LINKS, links), (schema.PERSONS, persons)):
-                cols = target.column_names
                 self.con.execute(f"DELETE FROM {target.name}")
-                self.con.register("_staged_graph", table.select(cols))
-                try:
-                    self.con.execute(
-                        f"INSERT INTO {target.name} ({', '.join(cols)}) "
-                        f"SELECT {', '.join(cols)} FROM _staged_graph"
-                    )
-                finally:
-                    self.con.unregister("_staged_graph")
+                self._append(target, table)
 
     def update_links(self, remove: list[tuple[str, str, str | None]], add: pa.Table) -> None:
         with self.transaction():
@@ -299,15 +291,7 @@ class DuckDBStore(Store):
                     {"p": platform, "a": account, "q": other},
                 )
             if add.num_rows:
-                cols = schema.LINKS.column_names
-                self.con.register("_staged_links", add.select(cols))
-                try:
-                    self.con.execute(
-                        f"INSERT INTO {schema.LINKS.name} ({', '.join(cols)}) "
-                        f"SELECT {', '.join(cols)} FROM _staged_links"
-                    )
-                finally:
-                    self.con.unregister("_staged_links")
+                self._append(schema.LINKS, add)
 
     def replace_persons(self, accounts: list[tuple[str, str]], persons: pa.Table) -> None:
         with self.transaction():
@@ -319,15 +303,19 @@ class DuckDBStore(Store):
                     [x for key in part for x in key],
                 )
             if persons.num_rows:
-                cols = schema.PERSONS.column_names
-                self.con.register("_staged_persons", persons.select(cols))
-                try:
-                    self.con.execute(
-                        f"INSERT INTO persons ({', '.join(cols)}) "
-                        f"SELECT {', '.join(cols)} FROM _staged_persons"
-                    )
-                finally:
-                    self.con.unregister("_staged_persons")
+                self._append(schema.PERSONS, persons)
+
+    def _append(self, target: schema.Table, table: pa.Table) -> None:
+        """Insert ``table``'s rows into ``target`` (in the caller's transaction)."""
+        cols = target.column_names
+        self.con.register("_staged_append", table.select(cols))
+        try:
+            self.con.execute(
+                f"INSERT INTO {target.name} ({', '.join(cols)}) "
+                f"SELECT {', '.join(cols)} FROM _staged_append"
+            )
+        finally:
+            self.con.unregister("_staged_append")
 
     def log_ingest(self, row: dict[str, Any]) -> None:
         cols = schema.INGEST_LOG.column_names
