@@ -262,17 +262,18 @@ def refresh_persons(store: Store, accounts: set[tuple[str, str]], version: str) 
     old: dict[tuple[str, str], int] = {}
     groups: list[set[tuple[str, str]]] = []
     done: set[tuple[str, str]] = set()
+    from crossrec.link.query import linked_accounts
+
     for key in sorted(accounts):
         if key in done:
             continue
-        persons, _, _ = store.person_rows(*key)
+        persons, links, known = store.person_rows(*key)  # one walk gives ids and group
         for r in persons.to_pylist():
             old[(r["platform"], r["account"])] = int(r["person"])
-        group = person_of(store, *key)
+        group = linked_accounts(key, links, known)
         done |= group
         groups.append(group)
-    ids = store.read("persons", columns=["person"]).column("person").to_pylist()
-    fresh = max(ids, default=-1) + 1
+    fresh: int | None = None  # a new id is rare: the persons table is read only then
     taken: set[int] = set()
     rows: list[dict[str, Any]] = []
     for group in sorted(groups, key=lambda g: (-len(g), sorted(g))):
@@ -284,6 +285,9 @@ def refresh_persons(store: Store, accounts: set[tuple[str, str]], version: str) 
                 votes[old[member]] = votes.get(old[member], 0) + 1
         person = min(votes, key=lambda i: (-votes[i], i)) if votes else None
         if person is None:
+            if fresh is None:
+                ids = store.read("persons", columns=["person"]).column("person").to_pylist()
+                fresh = max([*ids, *taken], default=-1) + 1
             person, fresh = fresh, fresh + 1
         taken.add(person)
         rows += [
