@@ -171,6 +171,8 @@ def test_a_new_model_version_is_swapped_in_with_its_lists(ws) -> None:
         # no window computing lists on request after a retrain: they came with the model
         account = model.recommender.parts.platform("music").matrix.accounts[2]
         assert model.recommender.cached("music", account, 10) is not None
+        assert state.warmer.wait(60)  # nothing left to compute; /metrics still counts them
+        assert 'crossrec_precomputed_lists{platform="music"}' in state.metrics.render().decode()
     finally:
         state.close()
 

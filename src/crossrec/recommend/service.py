@@ -187,12 +187,16 @@ class Recommender:
         platforms finished so far are kept). Returns the number of lists computed."""
         done = 0
         for name in platforms if platforms is not None else sorted(self.parts.platforms):
+            total = len(self.parts.platform(name).matrix.accounts)
             with self._lock:
                 have = self._lists.get(name)
-                if have is not None and have.k >= k:
-                    continue  # computed before (or carried over from the same version)
-                self._changed = set()
-            total = len(self.parts.platform(name).matrix.accounts)
+                held = len(have) if have is not None and have.k >= k else None
+                if held is None:
+                    self._changed = set()
+            if held is not None:  # computed before (or carried over from the same version)
+                if progress is not None:
+                    progress(name, held, total)
+                continue
 
             def report(n: int, name: str = name, total: int = total) -> None:
                 if progress is not None:
