@@ -13,51 +13,20 @@ import numpy as np
 import pytest
 
 from crossrec.datasets.holdout import build_holdout
-from crossrec.datasets.synthetic import SyntheticConfig, generate_synthetic
 from crossrec.errors import InputError, NotFoundError
 from crossrec.evaluate.rec_eval import evaluate_recommend, metric_keys
 from crossrec.link.online import OnlineLinker, relink_account
-from crossrec.link.pipeline import run_link
 from crossrec.models import ModelRegistry
 from crossrec.recommend import Recommender
-from crossrec.train import train
 from crossrec.workspace import Workspace
+from tests.worlds import build_workspace, linked_world
 
 DOUBAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "douban-gadtcdr-book-music"
 
 
-def _fast_config(root: Path, *, encoder: str = "static") -> None:
-    cfg = root / "crossrec.toml"
-    text = cfg.read_text().replace('encoder = "minilm"', f'encoder = "{encoder}"')
-    text = text.replace("epochs = 20", "epochs = 2")
-    # a small world: settle for a lower precision so that links are asserted at all
-    cfg.write_text(text.replace("link_precision = 0.95", "link_precision = 0.6"))
-
-
-def _build(world: Path, root: Path, platforms: tuple[str, ...]) -> Workspace:
-    Workspace.init(root).close()
-    _fast_config(root)
-    ws = Workspace(root)
-    for platform in platforms:
-        items = world / platform / "items.csv"
-        ws.ingest_events(
-            platform, world / platform / "events.csv", items=items if items.exists() else None
-        )
-    ws.ingest_links(world / "known_links.csv")
-    train(ws)
-    return ws
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, Path]:
-    raw = tmp_path_factory.mktemp("raw")
-    generate_synthetic(
-        raw, SyntheticConfig(accounts=300, events=8000, anchor_fraction=0.6, format="csv", seed=5)
-    )
-    data = tmp_path_factory.mktemp("data") / "d"
-    build_holdout(raw, data, "music", cold_fraction=0.5, warm_fraction=0.2, seed=5)
-    ws = _build(data, tmp_path_factory.mktemp("ws") / "ws", ("video", "music"))
-    run_link(ws)
+    ws, data = linked_world(tmp_path_factory)
     yield ws, data
     ws.close()
 
@@ -221,7 +190,7 @@ def test_douban_book_to_music_beats_the_baselines(tmp_path: Path) -> None:
 
     build_douban(tmp_path / "split", source=DOUBAN)
     build_holdout(tmp_path / "split", tmp_path / "data", "music")
-    ws = _build(tmp_path / "data", tmp_path / "ws", ("book", "music"))
+    ws = build_workspace(tmp_path / "data", tmp_path / "ws", ("book", "music"))
     try:
         rec = Recommender.load(ws)
         warm = evaluate_recommend(ws, "music", tmp_path / "data/music/test_warm.csv", rec=rec)
@@ -278,8 +247,11 @@ def test_served_events_refresh_vectors_and_relink_the_account(world) -> None:
         assert model is not None and model.linker is not None
         # an account the model knows: post one more event under its pseudonym's raw id is
         # impossible (raw ids are not stored), so the online hook is driven directly
-        state.apply_events(platform, [account])
+        state.apply_events(platform, [account, account])
+        # re-scored once, in the background, after the events were accepted
+        assert state.relinks.wait(timeout=120)
         assert model.linker.rescored == 1
+        assert state.metrics.online_relinks._value.get() == 1
         threshold = round(model.linker.threshold or 0.0, 6)
         for r in ws.store.read("links").to_pylist():
             if (platform, account) in {

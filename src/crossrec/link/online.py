@@ -6,8 +6,9 @@ account's CF vector (fold-in) and sequence vector change; :class:`OnlineLinker` 
 its linkage context, asks the candidate generator for that one row, computes the same signals
 the batch run computes, and scores them with the saved matcher. A pair is asserted when its
 probability reaches the saved threshold and it is the best pair of both accounts towards the
-other's platform (mutual best, against the batch probabilities of the other account). The
-identity graph (``persons``) is refreshed by the next ``crossrec link``.
+other's platform (mutual best, against the batch probabilities of the other account); the
+persons of the accounts involved are rewritten from the links as they stand. The HTTP service
+runs this in a background thread, never on the request path.
 """
 
 from __future__ import annotations
@@ -228,8 +229,15 @@ def relink_account(
     account of each new link loses its previous link towards this platform (one account per
     platform per person). Returns the new links (None when nothing could be re-scored)."""
     table = linker.rescore(platform, account)
-    if table is None:
-        return None
+    if table is not None:
+        write_links(store, platform, account, table, linker.version)
+    return table
+
+
+def write_links(store: Store, platform: str, account: str, table: pa.Table, version: str) -> None:
+    """Write an account's re-scored links (:meth:`OnlineLinker.rescore`): its old ones go,
+    and the other account of each new link loses its previous link towards this platform;
+    the persons of every account involved are rewritten from the links as they stand."""
     remove: list[tuple[str, str, str | None]] = [(platform, account, None)]
     for row in table.to_pylist():
         mine_a = (row["platform_a"], row["account_a"]) == (platform, account)
@@ -242,8 +250,16 @@ def relink_account(
     # the persons these accounts belong to before the change: they may merge or split
     touched = set().union(*(person_of(store, p, a) for p, a, _ in remove))
     store.update_links(remove, table)
-    refresh_persons(store, touched, linker.version)
-    return table
+    refresh_persons(store, touched, version)
+
+
+def link_partners(table: pa.Table, platform: str, account: str) -> list[tuple[str, str, float]]:
+    """(platform, account, probability) of the other account of each of ``table``'s links."""
+    partners = []
+    for row in table.to_pylist():
+        side = "b" if (row["platform_a"], row["account_a"]) == (platform, account) else "a"
+        partners.append((row[f"platform_{side}"], row[f"account_{side}"], row["probability"]))
+    return partners
 
 
 def person_of(store: Store, platform: str, account: str) -> set[tuple[str, str]]:

@@ -89,6 +89,16 @@ class Metrics:
             "Accounts whose vectors were refreshed after new events.",
             registry=self.registry,
         )
+        self.online_relinks = Counter(
+            "crossrec_online_relinks",
+            "Accounts whose candidate links were re-scored online after new events.",
+            registry=self.registry,
+        )
+        self.relink_pending = Gauge(
+            "crossrec_relink_pending",
+            "Accounts waiting for their links to be re-scored online.",
+            registry=self.registry,
+        )
         self.model_swaps = Counter(
             "crossrec_model_swaps",
             "Times a newly trained model version was loaded and swapped in.",

@@ -6,7 +6,10 @@ Concurrency, in one place:
   own :meth:`Workspace.reader` view (a DuckDB cursor): they see committed data and never wait
   on a write. They pass a :class:`~crossrec.serve.gate.ReadGate` that only erasure closes.
 * **Writes** (event ingest, erasure) and the online updates that follow them hold one lock and
-  use the workspace's own connection, so store transactions never interleave.
+  use the workspace's own connection, so store transactions never interleave. Re-scoring the
+  links of accounts with new events is queued for one background thread
+  (:class:`~crossrec.serve.relink.RelinkQueue`): it searches outside the lock and writes
+  under it.
 * **The model** is one reference to a :class:`Loaded`. A background thread polls
   ``models/CURRENT`` every ``serve.model_poll_seconds``; a new version is loaded completely off
   to the side, the accounts updated online or erased since that version's data was read are
@@ -35,6 +38,7 @@ from crossrec.serve.auth import TokenBook
 from crossrec.serve.gate import GuardedIndex, ReadGate
 from crossrec.serve.limits import RateLimiter
 from crossrec.serve.metrics import Metrics
+from crossrec.serve.relink import RelinkQueue
 from crossrec.serve.retrain import GatedReads, Interruptible, Retrainer, TrainingInterrupted
 from crossrec.serve.warmup import ListWarmer
 
@@ -112,6 +116,7 @@ class ServeState:
         self.tokens = TokenBook(read=self._token_rows, refresh_seconds=cfg.token_refresh_seconds)
         self.retrainer = Retrainer(self, every_seconds=cfg.retrain_every_seconds)
         self.warmer = ListWarmer(cfg.precompute_k, self.metrics)
+        self.relinks = RelinkQueue(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, *, poll: bool = True) -> None:
@@ -120,6 +125,7 @@ class ServeState:
             self._renew_views()
             self._closed = False
         self.check_model()
+        self.relinks.start()
         if poll and self._poller is None:
             self._stop.clear()
             self._poller = threading.Thread(
@@ -131,6 +137,7 @@ class ServeState:
     def close(self) -> None:
         self._stop.set()
         self.retrainer.stop()
+        self.relinks.stop()
         self.warmer.stop(wait=30)
         if self._poller is not None:
             self._poller.join(timeout=30)
@@ -317,8 +324,9 @@ class ServeState:
         """The online update after new events of ``accounts`` (pseudonyms) were committed.
 
         The one hook for everything that follows new events: fresh vectors (CF fold-in,
-        sequence encoder, index entry) and the re-scoring of the account's candidate links with
-        the served matcher. Called with the write lock held.
+        sequence encoder, index entry) at once, and the re-scoring of the account's candidate
+        links with the served matcher, queued for the background (:class:`RelinkQueue`).
+        Called with the write lock held.
         """
         model = self._model
         now = time.time()
@@ -327,27 +335,26 @@ class ServeState:
             self._erased.pop((platform, account), None)
             if model is not None:
                 model.recommender.update_account(platform, account)
-                if model.linker is not None:
-                    self._relink(model, platform, account)
+        if model is not None and model.linker is not None:
+            self.relinks.submit((platform, account) for account in accounts)
         self.metrics.online_updates.inc(len(accounts))
 
-    def _relink(self, model: Loaded, platform: str, account: str) -> None:
-        """Re-score the account's candidate links with the served matcher and write them."""
-        from crossrec.link.online import relink_account
+    # what the background re-scoring of links (serve/relink.py) works with
+    @property
+    def write_lock(self) -> threading.Lock:
+        return self._write_lock
 
-        assert model.linker is not None
-        cf, seq = model.recommender.account_vectors(platform, account)
-        if model.linker.update_vectors(platform, account, cf=cf, sequence=seq) is None:
-            return  # newer than the model: linked by the next `crossrec link`
-        table = relink_account(model.linker, self.ws.store, platform, account)
-        if table is None:
-            return
-        partners = []
-        for row in table.to_pylist():
-            mine = (row["platform_a"], row["account_a"]) == (platform, account)
-            side = "b" if mine else "a"
-            partners.append((row[f"platform_{side}"], row[f"account_{side}"], row["probability"]))
-        model.recommender.apply_links(platform, account, partners)
+    @property
+    def read_gate(self) -> ReadGate:
+        return self._gate
+
+    @property
+    def generation(self) -> int:
+        """+1 whenever an erasure replaced the store (and every cursor made from it)."""
+        return self._generation
+
+    def is_erased(self, key: AccountKey) -> bool:
+        return key in self._erased
 
     def forget(self, platform: str, raw_id: str, *, person: bool = False) -> dict[str, Any]:
         """Erase an account (or its whole person) everywhere, then drop every cached trace
@@ -379,6 +386,7 @@ class ServeState:
                 for key in accounts:
                     self._touched.pop(key, None)
                     self._erased[key] = now
+                self.relinks.discard(accounts)
                 if model is not None:
                     model.recommender.forget(accounts)
             if model is not None:  # reads go on with the evicted model meanwhile
