@@ -32,9 +32,12 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def world(*, seq_noise: float = 0.05, with_text: bool = True, seed: int = 0) -> LinkContext:
+def world(
+    *, seq_noise: float = 0.05, with_text: bool = True, with_values: bool = False, seed: int = 0
+) -> LinkContext:
     """Two platforms; a person's two accounts have close sequence (and text) vectors, and CF
-    spaces that differ by a rotation."""
+    spaces that differ by a rotation; ``with_values``: close rating habits too (ten p2
+    accounts without values)."""
     rng = np.random.default_rng(seed)
     seq = _unit(rng.normal(size=(N, 16)))
     seq2 = _unit(seq + seq_noise * rng.normal(size=seq.shape))
@@ -73,6 +76,13 @@ def world(*, seq_noise: float = 0.05, with_text: bool = True, seed: int = 0) -> 
         events=np.ones(2 * N, np.int32),
         top_categories=[[] for _ in range(2 * N)],
     )
+    if with_values:
+        habit = rng.dirichlet(np.full(10, 0.3), size=N)
+        habit2 = np.abs(habit + 0.01 * rng.normal(size=habit.shape))
+        values = np.vstack([habit, habit2 / habit2.sum(axis=1, keepdims=True)])
+        profiles.has_values = np.ones(2 * N, bool)
+        profiles.has_values[N : N + 10] = False
+        profiles.values = np.where(profiles.has_values[:, None], values, 0).astype(np.float32)
     links = (np.arange(50), np.arange(50) + N)
     return LinkContext.from_parts(profiles, Config(), inter, links=links)
 
@@ -188,6 +198,27 @@ def test_without_text_or_mappings_the_other_spaces_still_work() -> None:
     c = generate_candidates(bare, None, top_k=5, max_candidates=5)
     assert _has(c, np.arange(N), np.arange(N) + N).mean() > 0.95
     assert c.rank("rank_ab_text").sum() == 0 and c.rank("rank_ab_cf").sum() == 0
+
+
+def test_the_values_space_finds_partners_by_rating_habit() -> None:
+    # sequence and CF say little here (heavy noise, no maps); the rating habit finds them
+    ctx = world(seq_noise=3.0, with_text=False, with_values=True, seed=2)
+    c = generate_candidates(ctx, None, top_k=5, max_candidates=10)
+    found = _has(c, np.arange(N), np.arange(N) + N)
+    assert found[10:].mean() > 0.95
+    true_rows = np.flatnonzero(c.b_rows - c.a_rows == N)
+    values_ab = c.rank("rank_ab_values")[true_rows]
+    values_ba = c.rank("rank_ba_values")[true_rows]
+    without = c.a_rows[true_rows] < 10  # their p2 partner has no values
+    assert np.all(values_ab[without] == 0) and np.all(values_ba[without] == 0)
+    assert (values_ab[~without] == 1).mean() > 0.9
+    from crossrec.link.signals import compute_signals
+
+    X, names = compute_signals(ctx, None, c.a_rows, c.b_rows, c.ranks)
+    rr = X[true_rows, names.index("rr_ab_values")]
+    assert np.isnan(rr[without]).all() and (rr[~without] == 1.0).mean() > 0.9
+    # profiles built without values (older models) search no values space
+    assert generate_candidates(world(seed=2), None).rank("rank_ab_values").sum() == 0
 
 
 # -- real data ---------------------------------------------------------------------------------

@@ -258,12 +258,14 @@ class LinkContext:
         return np.diff(self.day_indptr)
 
     def index(self, space: str, platform: str) -> VectorIndex | None:
-        """The vector index of a platform's accounts in ``space`` ("sequence", "text", "cf").
+        """The vector index of a platform's accounts in ``space`` ("sequence", "text", "cf",
+        "values").
 
-        "sequence" and "text" are the indexes written by ``crossrec train``, "cf" the one
-        ``crossrec link`` saves (:meth:`save_built_indexes`); one the model version lacks is
-        built from the profiles on first use (exact up to ``index.exact_max`` accounts, HNSW
-        above) and kept. None when the platform has no vectors in that space (e.g. no text).
+        "sequence" and "text" are the indexes written by ``crossrec train``, "cf" and "values"
+        the ones ``crossrec link`` saves (:meth:`save_built_indexes`); one the model version
+        lacks is built from the profiles on first use (exact up to ``index.exact_max``
+        accounts, HNSW above) and kept. None when the platform has no vectors in that space
+        (e.g. no text, no values).
         """
         key = ("index", space, platform)
         if key not in self._cache:
@@ -282,6 +284,8 @@ class LinkContext:
         vectors = getattr(self.profiles, space)
         if space == "text":
             rows = rows[self.profiles.has_text[rows]]
+        elif space == "values":
+            rows = rows[self.profiles.value_mask[rows]]
         if len(rows) == 0 or vectors.shape[1] == 0:
             return None
         index = build_index(vectors[rows], rows, self.config.index, seed=self.config.train.seed)

@@ -26,7 +26,8 @@ signal                       meaning
 ``days_jaccard``             Jaccard of the sets of active UTC days; NaN without timestamps
 ``identifiers_equal``        count of equal pseudonymised identifiers (hashed e-mail, ...)
 ``rr_{ab,ba}_<space>``       reciprocal candidate rank (1/rank, 0 when not listed): ``ab`` is b
-                             in a's list, ``ba`` a in b's; spaces sequence, text, cf and fused;
+                             in a's list, ``ba`` a in b's; spaces sequence, text, cf, values
+                             and fused;
                              NaN where the space does not apply or no ranks were given
 ``mutual_best``              1 when each is the other's first fused candidate
 ``log_events_{a,b}``         ``log1p`` of each side's event count (lets a matcher learn how far
@@ -417,12 +418,15 @@ def _rank_signals(
     r = ranks.astype(np.float32)
     rr = np.divide(1.0, r, out=np.zeros_like(r), where=r > 0)
     text_ok = prof.has_text[a] & prof.has_text[b]
+    values_ok = prof.value_mask[a] & prof.value_mask[b]
     for j, name in enumerate(RANK_NAMES):
         _, side, space = name.split("_", 2)
         src, dst = (pa_, pb_) if side == "ab" else (pb_, pa_)
         values = rr[:, j]
         if space == "text":
             values = np.where(text_ok, values, np.nan)
+        elif space == "values":
+            values = np.where(values_ok, values, np.nan)
         elif space == "cf" and (mappings is None or not mappings.has(src, dst)):
             values = np.full(len(a), np.nan, np.float32)
         X[sel, col[name.replace("rank_", "rr_")]] = values

@@ -62,6 +62,13 @@ class AccountProfiles:
     def __len__(self) -> int:
         return int(self.platform.shape[0])
 
+    @property
+    def value_mask(self) -> np.ndarray:
+        """(n,) bool: which rows have a value habit (all False for profiles built without)."""
+        if len(self.has_values) != len(self.platform):
+            return np.zeros(len(self.platform), bool)
+        return np.asarray(self.has_values, bool)
+
     def row(self, platform: str, account: str) -> int | None:
         if self._rows is None:
             self._rows = {
