@@ -6,11 +6,13 @@ from __future__ import annotations
 import csv
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from crossrec.serve.state import ServeState
+from crossrec.serve.state import Loaded, ServeState
 from crossrec.workspace import Workspace
 from tests.worlds import linked_world
 
@@ -62,14 +64,24 @@ class _Held:
         return self.original(platform, account)
 
 
+@contextmanager
+def _serving(ws: Workspace) -> Iterator[tuple[ServeState, Loaded, _Held]]:
+    """The service state over ``ws`` (no HTTP, no polling), its model, and its linker held."""
+    state = ServeState(ws, poll_seconds=3600)
+    state.start(poll=False)
+    model = state.require_model()
+    held = _Held(model.linker)
+    try:
+        yield state, model, held
+    finally:
+        held.release.set()  # a failed assertion must not leave the worker waiting
+        state.close()
+
+
 def test_posted_events_are_answered_and_served_while_links_are_rescored(world) -> None:
     ws, data = world
     raw, account = _linked_raw_account(ws, data, "video")
-    state = ServeState(ws, poll_seconds=3600)
-    state.start(poll=False)
-    try:
-        model = state.require_model()
-        held = _Held(model.linker)
+    with _serving(ws) as (state, model, held):
         rec = model.recommender
         before = [r.item for r in rec.recommend("video", account, 10)]
         summary = state.ingest(
@@ -89,18 +101,12 @@ def test_posted_events_are_answered_and_served_while_links_are_rescored(world) -
         for r in _links_of(ws, "video", account):  # written with evidence, over the threshold
             assert r["probability"] >= threshold or r["source"] == "identifier"
             assert r["model_version"] == model.version
-    finally:
-        state.close()
 
 
 def test_an_account_erased_while_its_links_are_rescored_gets_none(world) -> None:
     ws, data = world
     raw, account = _linked_raw_account(ws, data, "music")
-    state = ServeState(ws, poll_seconds=3600)
-    state.start(poll=False)
-    try:
-        model = state.require_model()
-        held = _Held(model.linker)
+    with _serving(ws) as (state, model, held):
         state.apply_events("music", [account])
         assert held.started.wait(60)
         state.apply_events("music", [account])  # queued again behind the running one
@@ -117,5 +123,3 @@ def test_an_account_erased_while_its_links_are_rescored_gets_none(world) -> None
         assert model.linker.rescored == 1  # the queued one was dropped with the account
         assert _links_of(state.ws, "music", account) == []
         assert state.metrics.online_relinks._value.get() == 0
-    finally:
-        state.close()
