@@ -16,7 +16,7 @@ from crossrec.link.pipeline import run_link
 from crossrec.recommend import Recommender
 from crossrec.recommend.precompute import compute_lists, top_rows
 from crossrec.workspace import Workspace
-from tests.test_recommend import _build
+from tests.worlds import build_workspace
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace, Pa
     generate_synthetic(
         raw, SyntheticConfig(accounts=240, events=6000, anchor_fraction=0.6, format="csv", seed=9)
     )
-    workspace = _build(raw, tmp_path_factory.mktemp("ws") / "ws", ("video", "music"))
+    workspace = build_workspace(raw, tmp_path_factory.mktemp("ws") / "ws", ("video", "music"))
     run_link(workspace)  # asserted links too: the linked components are in the lists
     yield workspace, raw
     workspace.close()
