@@ -171,8 +171,8 @@ def _chunk(
         X[sel, col["log_events_a"]] - X[sel, col["log_events_b"]]
     )
     # how a person rates (share of their values in each decile of the platform's values)
-    if len(prof.has_values) == len(prof):
-        both = prof.has_values[a] & prof.has_values[b]
+    both = prof.value_mask[a] & prof.value_mask[b]
+    if both.any():
         X[sel, col["value_habit_cos"]] = np.where(
             both, _rowcos(prof.values[a], prof.values[b]), np.nan
         )

@@ -29,11 +29,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from crossrec.serve.state import Loaded, ServeState
+    from crossrec.serve.state import AccountKey, Loaded, ServeState
 
 log = logging.getLogger("crossrec.serve")
-
-AccountKey = tuple[str, str]  # (platform, account pseudonym)
 
 
 class RelinkQueue:
