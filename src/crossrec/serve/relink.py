@@ -144,5 +144,7 @@ class RelinkQueue:
     def _vectors_in(model: Loaded, key: AccountKey) -> bool:
         """Put the account's current vectors into the model's linker; False if it has no row."""
         assert model.linker is not None
+        if model.linker.row(*key) is None:  # before computing vectors the linker cannot take
+            return False
         cf, seq = model.recommender.account_vectors(*key)
         return model.linker.update_vectors(*key, cf=cf, sequence=seq) is not None
