@@ -24,7 +24,13 @@ from crossrec.link.mapping import (
     map_scores,
     ridge_map,
 )
-from crossrec.link.signals import SIGNAL_NAMES, compute_signals, evidence
+from crossrec.link.signals import (
+    CF_MAP_SIGNALS,
+    SIGNAL_NAMES,
+    cf_signals,
+    compute_signals,
+    evidence,
+)
 from crossrec.represent.interactions import build_interactions
 from crossrec.represent.profiles import build_profiles
 
@@ -349,6 +355,19 @@ def test_fitted_maps_align_the_cf_spaces_of_linked_accounts() -> None:
     assert linear.min() > 0.999
     Xr, _ = compute_signals(ctx, mappings, a, np.roll(b, 1))
     assert mlp.mean() > Xr[:, names.index("cf_mlp_cos")].mean() + 0.3
+
+
+def test_cf_signals_alone_equal_those_of_the_full_signal_matrix() -> None:
+    """Out-of-fold refits recompute only the CF-map columns: they must be the same numbers."""
+    ctx, _ = _cf_world()
+    mappings = fit_mappings(ctx, max_epochs=20, seed=1)
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 60, 50)
+    b = rng.integers(60, 120, 50)
+    a, b = np.concatenate([a, b[:5]]), np.concatenate([b, a[:5]])  # both orientations
+    X, names = compute_signals(ctx, mappings, a, b)
+    cols = [names.index(n) for n in CF_MAP_SIGNALS]
+    np.testing.assert_array_equal(cf_signals(ctx, mappings, a, b), X[:, cols])
 
 
 def test_few_anchors_give_no_map_and_nan_cf_signals() -> None:

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from crossrec.link.signals import CF_MAP_SIGNALS
+
 if TYPE_CHECKING:
     from crossrec.link.context import LinkContext
 
@@ -41,7 +43,6 @@ RELATIVE = (
     "hour_cos",
     "aligned_overlap",
 )
-CF_SIGNALS = ("cf_linear_cos", "cf_mlp_cos")
 OOF_FOLDS = 4
 
 
@@ -120,18 +121,18 @@ def out_of_fold_cf(
     """A copy of ``X`` whose CF-map signals on pairs touching a known-linked account come from
     maps fitted without that account's link (``OOF_FOLDS`` folds of the known links)."""
     from crossrec.link.mapping import fit_mappings
-    from crossrec.link.signals import compute_signals
+    from crossrec.link.signals import cf_signals
 
     X = X.copy()
     n_links = len(ctx.link_a)
-    if n_links < 2 * OOF_FOLDS or not any(n in names for n in CF_SIGNALS):
+    if n_links < 2 * OOF_FOLDS or not all(n in names for n in CF_MAP_SIGNALS):
         return X
     fold = np.random.default_rng(seed).permutation(n_links) % OOF_FOLDS
     row_fold = np.full(len(ctx), -1, dtype=np.int64)
     row_fold[ctx.link_a] = fold
     row_fold[ctx.link_b] = fold
     pair_fold = np.maximum(row_fold[a], row_fold[b])
-    cols = np.array([names.index(n) for n in CF_SIGNALS if n in names], dtype=np.int64)
+    cols = np.array([names.index(n) for n in CF_MAP_SIGNALS], dtype=np.int64)
     for k in range(OOF_FOLDS):
         sel = np.flatnonzero(pair_fold == k)
         if sel.size == 0:
@@ -140,6 +141,5 @@ def out_of_fold_cf(
         maps = fit_mappings(
             ctx, (ctx.link_a[others], ctx.link_b[others]), seed=seed, max_seconds=max_seconds
         )
-        Xk, _ = compute_signals(ctx, maps, a[sel], b[sel])
-        X[np.ix_(sel, cols)] = Xk[:, cols]
+        X[np.ix_(sel, cols)] = cf_signals(ctx, maps, a[sel], b[sel])
     return X

@@ -40,6 +40,7 @@ signal                       meaning
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -106,31 +107,64 @@ def compute_signals(
     names : list of str
         ``SIGNAL_NAMES``.
     """
-    a = np.asarray(a_rows, dtype=np.int64)
-    b = np.asarray(b_rows, dtype=np.int64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise InputError(f"a_rows and b_rows must be 1-D of equal length, got {a.shape}, {b.shape}")
+    a, b = _check_pairs(ctx, a_rows, b_rows)
     n = len(a)
-    if n and (min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= len(ctx)):
-        raise InputError(f"pair rows must lie in [0, {len(ctx)})")
-    code_a, code_b = ctx.platform_code[a], ctx.platform_code[b]
-    if np.any(code_a == code_b):
-        raise InputError("every pair must join two different platforms")
     if candidate_ranks is not None and candidate_ranks.shape != (n, len(RANK_NAMES)):
         raise InputError(
             f"candidate_ranks must have shape ({n}, {len(RANK_NAMES)}), got {candidate_ranks.shape}"
         )
     X = np.full((n, len(SIGNAL_NAMES)), np.nan, np.float32)
     col = {name: j for j, name in enumerate(SIGNAL_NAMES)}
-    group_key = code_a.astype(np.int64) * len(ctx.platforms) + code_b
+    for p, q, sel in _pair_chunks(ctx, a, b):
+        ranks = None if candidate_ranks is None else candidate_ranks[sel]
+        _chunk(ctx, mappings, p, q, a[sel], b[sel], ranks, X, sel, col)
+    return X, list(SIGNAL_NAMES)
+
+
+#: The CF-map signals, the only ones that depend on the maps (see :func:`cf_signals`).
+CF_MAP_SIGNALS: tuple[str, ...] = ("cf_linear_cos", "cf_mlp_cos")
+
+
+def cf_signals(
+    ctx: LinkContext, mappings: CFMappings, a_rows: np.ndarray, b_rows: np.ndarray
+) -> np.ndarray:
+    """The :data:`CF_MAP_SIGNALS` columns of :func:`compute_signals` alone, shape (n, 2),
+    float32: the same values, without computing the signals that do not depend on the maps
+    (what refitting the maps out of fold needs)."""
+    a, b = _check_pairs(ctx, a_rows, b_rows)
+    out = np.full((len(a), len(CF_MAP_SIGNALS)), np.nan, np.float32)
+    for p, q, sel in _pair_chunks(ctx, a, b):
+        pa_, pb_ = ctx.platforms[p], ctx.platforms[q]
+        for j, kind in enumerate(("linear", "mlp")):
+            out[sel, j] = _cf_cos(ctx, mappings, pa_, pb_, a[sel], b[sel], kind)
+    return out
+
+
+def _check_pairs(
+    ctx: LinkContext, a_rows: np.ndarray, b_rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(a_rows, dtype=np.int64)
+    b = np.asarray(b_rows, dtype=np.int64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise InputError(f"a_rows and b_rows must be 1-D of equal length, got {a.shape}, {b.shape}")
+    if len(a) and (min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= len(ctx)):
+        raise InputError(f"pair rows must lie in [0, {len(ctx)})")
+    if np.any(ctx.platform_code[a] == ctx.platform_code[b]):
+        raise InputError("every pair must join two different platforms")
+    return a, b
+
+
+def _pair_chunks(
+    ctx: LinkContext, a: np.ndarray, b: np.ndarray
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(platform of a, platform of b, positions) in chunks of at most ``PAIR_CHUNK`` pairs."""
+    n_plat = len(ctx.platforms)
+    group_key = ctx.platform_code[a].astype(np.int64) * n_plat + ctx.platform_code[b]
     for key in np.unique(group_key):
-        p, q = divmod(int(key), len(ctx.platforms))
+        p, q = divmod(int(key), n_plat)
         idx = np.flatnonzero(group_key == key)
         for start in range(0, len(idx), PAIR_CHUNK):
-            sel = idx[start : start + PAIR_CHUNK]
-            ranks = None if candidate_ranks is None else candidate_ranks[sel]
-            _chunk(ctx, mappings, p, q, a[sel], b[sel], ranks, X, sel, col)
-    return X, list(SIGNAL_NAMES)
+            yield p, q, idx[start : start + PAIR_CHUNK]
 
 
 def _chunk(
