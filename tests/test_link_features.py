@@ -50,3 +50,37 @@ def test_matcher_view_drops_leaky_signals_and_masks_sequence_on_anchor_pairs():
     assert set(SEQUENCE) >= {"seq_cos"}
     # the input is left untouched
     assert X[0, 0] == np.float32(0.9)
+
+
+class _LinkedCtx(_Ctx):
+    """Three platforms, rows 0-1 on p, 2-3 on q, 4 on r; known links 0-2 and 2-4."""
+
+    def __init__(self):
+        super().__init__([0, 0, 1, 1, 2])
+        self.platforms = ["p", "q", "r"]
+        self.link_a = np.array([0, 2])
+        self.link_b = np.array([2, 4])
+
+    def __len__(self):
+        return 5
+
+
+def test_training_rows_label_each_side_by_its_known_partner_on_that_platform():
+    from crossrec.link.pipeline import training_rows
+
+    ctx = _LinkedCtx()
+    # candidate pairs: 0-2 (the link), 0-3, 1-2, 1-3, 3-4
+    a = np.array([0, 0, 1, 1, 3])
+    b = np.array([2, 3, 2, 3, 4])
+    t = training_rows(ctx, a, b)
+    got = sorted(zip(t.src.tolist(), t.dst.tolist(), t.pair.tolist(), t.y.tolist(), strict=True))
+    # from a's side: 0 has partner 2 on q (pairs 0-2 true, 0-3 false); 1 and 3 have none.
+    # from b's side: 2 has partner 0 on p (2-0 true, 2-1 false); 4 has partner 2 on q, and
+    # its candidate on q is 3 (false); 3 has no partner.
+    assert got == [
+        (0, 2, 0, True),
+        (0, 3, 1, False),
+        (2, 0, 0, True),
+        (2, 1, 2, False),
+        (4, 3, 4, False),
+    ]

@@ -47,24 +47,23 @@ class Training:
     y: np.ndarray
 
 
-def _partners(ctx: LinkContext) -> dict[tuple[int, int], int]:
-    """(account row, platform code) → its known partner's row on that platform."""
-    out: dict[tuple[int, int], int] = {}
-    for a, b in zip(ctx.link_a.tolist(), ctx.link_b.tolist(), strict=True):
-        out[(a, int(ctx.platform_code[b]))] = b
-        out[(b, int(ctx.platform_code[a]))] = a
-    return out
+def _partner_table(ctx: LinkContext) -> np.ndarray:
+    """(accounts, platforms) int64: each account's known partner's row on each platform, -1
+    where it has none."""
+    table = np.full((len(ctx), len(ctx.platforms)), -1, dtype=np.int64)
+    code = ctx.platform_code
+    table[ctx.link_a, code[ctx.link_b]] = ctx.link_b
+    table[ctx.link_b, code[ctx.link_a]] = ctx.link_a
+    return table
 
 
 def training_rows(ctx: LinkContext, a: np.ndarray, b: np.ndarray) -> Training:
     """Candidate pairs seen from each side whose source has a known partner there."""
-    partners = _partners(ctx)
+    partner = _partner_table(ctx)
     src_l, dst_l, pair_l, y_l = [], [], [], []
     code = ctx.platform_code
     for side_src, side_dst in ((a, b), (b, a)):
-        keys = side_src.astype(np.int64) * 1_000 + code[side_dst]
-        known = {k[0] * 1_000 + k[1]: v for k, v in partners.items()}
-        lookup = np.array([known.get(int(k), -1) for k in keys], dtype=np.int64)
+        lookup = partner[side_src, code[side_dst]]
         sel = np.flatnonzero(lookup >= 0)
         src_l.append(side_src[sel])
         dst_l.append(side_dst[sel])
@@ -101,13 +100,9 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
     a, b, ranks = cands.a_rows, cands.b_rows, cands.ranks
     # known links missing from the candidates still teach the matcher
     if len(ctx.link_a):
-        have = set(zip(a.tolist(), b.tolist(), strict=True))
-        missing = [
-            i
-            for i, p in enumerate(zip(ctx.link_a.tolist(), ctx.link_b.tolist(), strict=True))
-            if p not in have
-        ]
-        if missing:
+        n = len(ctx)
+        missing = np.flatnonzero(~np.isin(ctx.link_a * n + ctx.link_b, a * n + b))
+        if len(missing):
             ma, mb = ctx.link_a[missing], ctx.link_b[missing]
             extra = pair_ranks(ctx, mappings, ma, mb)
             a, b = np.concatenate([a, ma]), np.concatenate([b, mb])
@@ -122,7 +117,8 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
     Xm, m_names = matcher_view(ctx, a, b, X, names, _anchor_rows(ctx, model_dir))
     # signals that carry nothing here (no timestamps, no text on a platform) are left out
     used = _informative(Xm[train.pair]) if len(train.pair) else np.ones(len(m_names), bool)
-    matcher = Matcher()
+    # scoring every candidate pair is the cost at scale; the batch job may use every core
+    matcher = Matcher(n_threads=os.cpu_count() or 1)
     with step(hook, "matcher"):
         matcher.fit(
             Xm[train.pair][:, used],
@@ -138,15 +134,8 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
     prob = np.where(by_identifier, 1.0, prob)
 
     # accounts already linked (known) to an account of the other side's platform are settled
-    partners = _partners(ctx)
-    settled = np.array(
-        [
-            (x, int(ctx.platform_code[y])) in partners or (y, int(ctx.platform_code[x])) in partners
-            for x, y in zip(a.tolist(), b.tolist(), strict=True)
-        ],
-        dtype=bool,
-    )
-    eligible = ~settled
+    partner, code = _partner_table(ctx), ctx.platform_code
+    eligible = (partner[a, code[b]] < 0) & (partner[b, code[a]] < 0)
     keep = np.zeros(len(a), dtype=bool)
     keep[eligible] = one_to_one(
         a[eligible],
