@@ -116,7 +116,6 @@ def out_of_fold_cf(
     names: list[str],
     *,
     seed: int,
-    max_seconds: float = 10.0,
 ) -> np.ndarray:
     """A copy of ``X`` whose CF-map signals on pairs touching a known-linked account come from
     maps fitted without that account's link (``OOF_FOLDS`` folds of the known links)."""
@@ -138,8 +137,6 @@ def out_of_fold_cf(
         if sel.size == 0:
             continue
         others = fold != k
-        maps = fit_mappings(
-            ctx, (ctx.link_a[others], ctx.link_b[others]), seed=seed, max_seconds=max_seconds
-        )
+        maps = fit_mappings(ctx, (ctx.link_a[others], ctx.link_b[others]), seed=seed)
         X[np.ix_(sel, cols)] = cf_signals(ctx, maps, a[sel], b[sel])
     return X

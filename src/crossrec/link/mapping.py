@@ -21,7 +21,6 @@ baseline: fit on anchor vectors, then score every B account for an A account.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -111,14 +110,15 @@ def fit_mlp(
     weight_decay: float = 1e-4,
     learning_rate: float = 5e-3,
     max_epochs: int = 300,
-    max_seconds: float = 30.0,
+    patience: int = 20,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """One-hidden-layer map ``tanh(x W1 + b1) W2 + b2`` trained on ``1 − cos(f(x_a), x_b)``.
 
-    With at least 50 anchors a seeded tenth is held out and the weights of the epoch with the
-    best held-out cosine are kept; fewer anchors train for ``max_epochs`` (bounded by
-    ``max_seconds``).
+    With at least 50 anchors a seeded tenth is held out, training stops after ``patience``
+    epochs without a better held-out cosine (or at ``max_epochs``), and the weights of the
+    best epoch are kept; fewer anchors train for ``max_epochs``. No bound depends on time,
+    so the same anchors and seed give the same map on any machine.
 
     Parameters
     ----------
@@ -164,7 +164,7 @@ def fit_mlp(
         batch = 1024
         best = {k: v.detach().clone() for k, v in params.items()}
         best_loss = float("inf")
-        started = time.perf_counter()
+        since_best = 0
         for _ in range(max_epochs):
             perm = train[torch.randperm(len(train), generator=gen)]
             for start in range(0, len(perm), batch):
@@ -177,10 +177,12 @@ def fit_mlp(
                 with torch.no_grad():
                     held = float(loss_of(xa[val], xb[val]))
                 if held < best_loss:
-                    best_loss = held
+                    best_loss, since_best = held, 0
                     best = {k: v.detach().clone() for k, v in params.items()}
-            if time.perf_counter() - started > max_seconds:
-                break
+                else:
+                    since_best += 1
+                    if since_best >= patience:
+                        break
     finally:
         torch.set_num_threads(threads)
     final = best if n_val else {k: v.detach() for k, v in params.items()}
@@ -302,7 +304,6 @@ def fit_mappings(
     alpha: float = 1.0,
     hidden: int = 128,
     min_pairs: int = 10,
-    max_seconds: float = 30.0,
     seed: int | None = None,
     mlp: bool = True,
     max_epochs: int = 300,
@@ -321,8 +322,8 @@ def fit_mappings(
         Hidden units of the MLP maps.
     min_pairs : int
         Platform pairs with fewer anchors get no map (their CF signals are NaN).
-    max_seconds, max_epochs : float, int
-        Bounds of each MLP fit (the time bound makes a cut-short fit machine-dependent).
+    max_epochs : int
+        Bound of each MLP fit (which also stops early, see :func:`fit_mlp`).
     seed : int, optional
         Defaults to ``train.seed``.
     mlp : bool
@@ -366,7 +367,6 @@ def fit_mappings(
                     hidden=hidden,
                     seed=seed,
                     max_epochs=max_epochs,
-                    max_seconds=max_seconds,
                 )
             out.anchors[key] = len(src)
     return out
