@@ -48,17 +48,23 @@ OOF_FOLDS = 4
 
 def _group_z(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
     """z-score of each value within its group (NaN stays NaN; a lone value gets 0)."""
+    uniq, inv = np.unique(keys, return_inverse=True)
+    return _z_in_groups(inv, len(uniq), values)
+
+
+def _z_in_groups(inv: np.ndarray, n_groups: int, values: np.ndarray) -> np.ndarray:
+    """:func:`_group_z` with the groups given as ids in ``[0, n_groups)``: the grouping of a
+    candidate list is found once and shared by every signal."""
     out = np.full(values.shape, np.nan, dtype=np.float32)
     ok = ~np.isnan(values)
     if not ok.any():
         return out
-    k, v = keys[ok], values[ok].astype(np.float64)
-    uniq, inv = np.unique(k, return_inverse=True)
-    n = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
-    mean = np.bincount(inv, weights=v, minlength=len(uniq)) / n
-    var = np.bincount(inv, weights=v * v, minlength=len(uniq)) / n - mean**2
+    g, v = inv[ok], values[ok].astype(np.float64)
+    n = np.maximum(np.bincount(g, minlength=n_groups), 1).astype(np.float64)
+    mean = np.bincount(g, weights=v, minlength=n_groups) / n
+    var = np.bincount(g, weights=v * v, minlength=n_groups) / n - mean**2
     std = np.sqrt(np.maximum(var, 0.0))
-    z = np.where(std[inv] > 1e-9, (v - mean[inv]) / np.maximum(std[inv], 1e-9), 0.0)
+    z = np.where(std[g] > 1e-9, (v - mean[g]) / np.maximum(std[g], 1e-9), 0.0)
     out[ok] = z.astype(np.float32)
     return out
 
@@ -69,14 +75,17 @@ def relative_features(
     """For each RELATIVE signal, the pair's z-score within a's candidates on b's platform and
     within b's candidates on a's platform, as (higher, lower) so the result is symmetric."""
     n_plat = len(ctx.platforms)
-    key_a = a.astype(np.int64) * n_plat + ctx.platform_code[b]
-    key_b = b.astype(np.int64) * n_plat + ctx.platform_code[a]
+    groups = []
+    for own, other in ((a, b), (b, a)):
+        key = own.astype(np.int64) * n_plat + ctx.platform_code[other]
+        uniq, inv = np.unique(key, return_inverse=True)
+        groups.append((inv, len(uniq)))
     cols, out_names = [], []
     for name in RELATIVE:
         if name not in names:
             continue
         v = X[:, names.index(name)]
-        za, zb = _group_z(key_a, v), _group_z(key_b, v)
+        za, zb = (_z_in_groups(inv, n, v) for inv, n in groups)
         # a gap is better when small: flip its sign so higher always means "more alike"
         if name == "log_events_gap":
             za, zb = -za, -zb
