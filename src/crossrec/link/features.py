@@ -46,15 +46,15 @@ RELATIVE = (
 OOF_FOLDS = 4
 
 
-def _group_z(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """z-score of each value within its group (NaN stays NaN; a lone value gets 0)."""
+def _group_ids(keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each key's group id in ``[0, n_groups)``, and ``n_groups``."""
     uniq, inv = np.unique(keys, return_inverse=True)
-    return _z_in_groups(inv, len(uniq), values)
+    return inv, len(uniq)
 
 
 def _z_in_groups(inv: np.ndarray, n_groups: int, values: np.ndarray) -> np.ndarray:
-    """:func:`_group_z` with the groups given as ids in ``[0, n_groups)``: the grouping of a
-    candidate list is found once and shared by every signal."""
+    """z-score of each value within its group (NaN stays NaN; a lone value gets 0); groups as
+    ids from :func:`_group_ids`, found once per candidate list and shared by every signal."""
     out = np.full(values.shape, np.nan, dtype=np.float32)
     ok = ~np.isnan(values)
     if not ok.any():
@@ -75,11 +75,10 @@ def relative_features(
     """For each RELATIVE signal, the pair's z-score within a's candidates on b's platform and
     within b's candidates on a's platform, as (higher, lower) so the result is symmetric."""
     n_plat = len(ctx.platforms)
-    groups = []
-    for own, other in ((a, b), (b, a)):
-        key = own.astype(np.int64) * n_plat + ctx.platform_code[other]
-        uniq, inv = np.unique(key, return_inverse=True)
-        groups.append((inv, len(uniq)))
+    groups = [
+        _group_ids(own.astype(np.int64) * n_plat + ctx.platform_code[other])
+        for own, other in ((a, b), (b, a))
+    ]
     cols, out_names = [], []
     for name in RELATIVE:
         if name not in names:

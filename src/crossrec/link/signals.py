@@ -122,7 +122,8 @@ def compute_signals(
 
 
 #: The CF-map signals, the only ones that depend on the maps (see :func:`cf_signals`).
-CF_MAP_SIGNALS: tuple[str, ...] = ("cf_linear_cos", "cf_mlp_cos")
+_CF_KINDS = ("linear", "mlp")
+CF_MAP_SIGNALS: tuple[str, ...] = tuple(f"cf_{kind}_cos" for kind in _CF_KINDS)
 
 
 def cf_signals(
@@ -134,10 +135,15 @@ def cf_signals(
     a, b = _check_pairs(ctx, a_rows, b_rows)
     out = np.full((len(a), len(CF_MAP_SIGNALS)), np.nan, np.float32)
     for p, q, sel in _pair_chunks(ctx, a, b):
-        pa_, pb_ = ctx.platforms[p], ctx.platforms[q]
-        for j, kind in enumerate(("linear", "mlp")):
-            out[sel, j] = _cf_cos(ctx, mappings, pa_, pb_, a[sel], b[sel], kind)
+        out[sel] = _cf_block(ctx, mappings, ctx.platforms[p], ctx.platforms[q], a[sel], b[sel])
     return out
+
+
+def _cf_block(
+    ctx: LinkContext, mappings: CFMappings, pa_: str, pb_: str, a: np.ndarray, b: np.ndarray
+) -> np.ndarray:
+    """(n, 2): the :data:`CF_MAP_SIGNALS` of pairs from platform ``pa_`` to ``pb_``."""
+    return np.stack([_cf_cos(ctx, mappings, pa_, pb_, a, b, kind) for kind in _CF_KINDS], axis=1)
 
 
 def _check_pairs(
@@ -186,8 +192,9 @@ def _chunk(
         both = prof.has_text[a] & prof.has_text[b]
         X[sel, col["text_cos"]] = np.where(both, _space_cos(ctx, "text", a, b), np.nan)
     if mappings is not None:
-        for kind in ("linear", "mlp"):
-            X[sel, col[f"cf_{kind}_cos"]] = _cf_cos(ctx, mappings, pa_, pb_, a, b, kind)
+        X[sel[:, None], [col[name] for name in CF_MAP_SIGNALS]] = _cf_block(
+            ctx, mappings, pa_, pb_, a, b
+        )
     X[sel, col["aligned_overlap"]] = _aligned_overlap(ctx, p, q, a, b)
     _rhythm(ctx, a, b, X, sel, col)
     X[sel, col["days_jaccard"]] = _days_jaccard(ctx, a, b)
