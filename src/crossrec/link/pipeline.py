@@ -99,10 +99,10 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
     ctx.save_built_indexes()  # the CF indexes: the online linker loads them, never builds
     a, b, ranks = cands.a_rows, cands.b_rows, cands.ranks
     # known links missing from the candidates still teach the matcher
-    if len(ctx.link_a):
-        n = len(ctx)
-        missing = np.flatnonzero(~np.isin(ctx.link_a * n + ctx.link_b, a * n + b))
-        if len(missing):
+    n = len(ctx)
+    missing = np.flatnonzero(~np.isin(ctx.link_a * n + ctx.link_b, a * n + b))
+    if len(missing):
+        with step(hook, f"candidate ranks of {len(missing):,} known links not among them"):
             ma, mb = ctx.link_a[missing], ctx.link_b[missing]
             extra = pair_ranks(ctx, mappings, ma, mb)
             a, b = np.concatenate([a, ma]), np.concatenate([b, mb])
@@ -114,9 +114,10 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
     train = training_rows(ctx, a, b)
     with step(hook, "out-of-fold CF signals for known-linked accounts"):
         X = out_of_fold_cf(ctx, a, b, X, names, seed=cfg.train.seed)
-    Xm, m_names = matcher_view(ctx, a, b, X, names, _anchor_rows(ctx, model_dir))
-    # signals that carry nothing here (no timestamps, no text on a platform) are left out
-    used = _informative(Xm[train.pair]) if len(train.pair) else np.ones(len(m_names), bool)
+    with step(hook, "matcher inputs (signals relative to each candidate list)"):
+        Xm, m_names = matcher_view(ctx, a, b, X, names, _anchor_rows(ctx, model_dir))
+        # signals that carry nothing here (no timestamps, no text on a platform) are left out
+        used = _informative(Xm[train.pair]) if len(train.pair) else np.ones(len(m_names), bool)
     # scoring every candidate pair is the cost at scale; the batch job may use every core
     matcher = Matcher(n_threads=os.cpu_count() or 1)
     with step(hook, "matcher"):
@@ -133,33 +134,31 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
     by_identifier = np.nan_to_num(ident) > 0
     prob = np.where(by_identifier, 1.0, prob)
 
-    # accounts already linked (known) to an account of the other side's platform are settled
-    partner, code = _partner_table(ctx), ctx.platform_code
-    eligible = (partner[a, code[b]] < 0) & (partner[b, code[a]] < 0)
-    keep = np.zeros(len(a), dtype=bool)
-    keep[eligible] = one_to_one(
-        a[eligible],
-        b[eligible],
-        prob[eligible],
-        ctx.platform_code[a[eligible]],
-        ctx.platform_code[b[eligible]],
-    )
-    choice, reason = _choose_threshold(
-        matcher, train, a, b, prob, eligible, ctx, cfg.link.link_precision, cfg.train.seed
-    )
+    with step(hook, "one-to-one assignment and the operating threshold"):
+        # accounts already linked (known) to one of the other side's platform are settled
+        partner, code = _partner_table(ctx), ctx.platform_code
+        eligible = (partner[a, code[b]] < 0) & (partner[b, code[a]] < 0)
+        keep = np.zeros(len(a), dtype=bool)
+        keep[eligible] = one_to_one(
+            a[eligible], b[eligible], prob[eligible], code[a[eligible]], code[b[eligible]]
+        )
+        choice, reason = _choose_threshold(
+            matcher, train, a, b, prob, eligible, ctx, cfg.link.link_precision, cfg.train.seed
+        )
     threshold = choice.threshold if choice is not None else None
     asserted = keep & (by_identifier | (prob >= threshold if threshold is not None else False))
-    pair_rank = _candidate_rank(a, b, prob, ctx.platform_code)
-    graph = components(
-        len(ctx),
-        np.concatenate([a[asserted], ctx.link_a]),
-        np.concatenate([b[asserted], ctx.link_b]),
-        cfg.link.max_component_size,
-    )
-    links, persons = _tables(
-        ctx, a, b, prob, pair_rank, asserted, by_identifier, X, names, graph.component, version
-    )
-    ws.store.replace_links(links, persons)
+    with step(hook, "identity graph, links and persons tables"):
+        pair_rank = _candidate_rank(a, b, prob, ctx.platform_code)
+        graph = components(
+            len(ctx),
+            np.concatenate([a[asserted], ctx.link_a]),
+            np.concatenate([b[asserted], ctx.link_b]),
+            cfg.link.max_component_size,
+        )
+        links, persons = _tables(
+            ctx, a, b, prob, pair_rank, asserted, by_identifier, X, names, graph.component, version
+        )
+        ws.store.replace_links(links, persons)
     summary: dict[str, Any] = {
         "model_version": version,
         "candidate_pairs": len(a),
