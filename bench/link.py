@@ -8,6 +8,11 @@ faiss exact top-k search over the same sequence vectors, measured in the same ru
 
     .venv/bin/python bench/link.py --accounts 1000000          # per platform (target scale)
     .venv/bin/python bench/link.py --accounts 5000 --json      # quick check
+    .venv/bin/python bench/link.py --workspace W --json        # a trained workspace, as is
+
+Every step of the link job is printed with its wall seconds and the process's RSS at its end
+and highest during it. ``--workspace`` links a copy of an existing trained workspace instead of
+a generated world (no truth file, so no candidate recall).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import resource
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -57,6 +63,97 @@ def space_recall(prof, ws, world: Path, k: int, sample: int = 2000) -> dict[str,
     return out
 
 
+def _rss_mib() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class StepTimes:
+    """A progress hook that records each step's wall seconds and RSS (sampled every 50 ms)."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, object]] = []
+        self._peak = 0.0
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        while True:
+            self._peak = max(self._peak, _rss_mib())
+            time.sleep(0.05)
+
+    def task(self, description: str, total: float | None = None) -> _Step:
+        self._peak = _rss_mib()
+        return _Step(self, description)
+
+    def log(self, message: str) -> None:
+        print(message, file=sys.stderr)
+
+
+class _Step:
+    def __init__(self, owner: StepTimes, description: str) -> None:
+        self.owner, self.description, self.started = owner, description, time.perf_counter()
+
+    def advance(self, amount: float = 1) -> None:
+        pass
+
+    def update(self, *, completed: float | None = None, total: float | None = None) -> None:
+        pass
+
+    def done(self) -> None:
+        row = {
+            "step": self.description,
+            "seconds": round(time.perf_counter() - self.started, 1),
+            "rss_end_mib": round(_rss_mib(), 1),
+            "rss_peak_mib": round(max(self.owner._peak, _rss_mib()), 1),
+        }
+        self.owner.steps.append(row)
+        print(
+            f"{row['seconds']:>8} s  rss {row['rss_end_mib']:>8} MiB  "
+            f"peak {row['rss_peak_mib']:>8} MiB  {row['step']}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def link_existing(workspace: Path, root: Path) -> dict[str, object]:
+    """Time ``run_link`` on a copy of a trained workspace (the original is left as it was)."""
+    from crossrec.link.pipeline import run_link
+    from crossrec.workspace import Workspace
+
+    copy = root / "ws"
+    shutil.copytree(workspace, copy)
+    ws = Workspace(copy)
+    hook = StepTimes()
+    t = time.perf_counter()
+    summary = run_link(ws, progress=hook)
+    figures: dict[str, object] = {
+        "workspace": str(workspace),
+        "link_s": round(time.perf_counter() - t, 1),
+        "peak_rss_mib": round(_peak_mib(), 1),
+        "candidate_pairs": summary["candidate_pairs"],
+        "known_links": summary["known_links"],
+        "asserted_links": summary["asserted_links"],
+        "heldout_precision": summary["heldout_precision"],
+        "links_sha256": _links_digest(ws),
+        "steps": hook.steps,
+    }
+    ws.close()
+    return figures
+
+
+def _links_digest(ws) -> str:
+    """sha256 of the links table's rows in key order: equal digests, equal tables."""
+    import hashlib
+
+    rows = ws.store.read("links").sort_by(
+        [(c, "ascending") for c in ("platform_a", "account_a", "platform_b", "account_b")]
+    )
+    return hashlib.sha256(repr(rows.to_pylist()).encode()).hexdigest()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--accounts", type=int, default=1_000_000, help="accounts per platform")
@@ -65,7 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", type=Path, default=None, help="scratch folder (default: temp)")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--json", action="store_true", help="write bench/out/link.json")
+    ap.add_argument(
+        "--workspace", type=Path, default=None, help="link a copy of this trained workspace"
+    )
     args = ap.parse_args(argv)
+    if args.workspace is not None:
+        root = args.dir or Path(tempfile.mkdtemp(prefix="crossrec-bench-link-"))
+        figures = link_existing(args.workspace, root)
+        _report(figures, args.json)
+        if not args.keep:
+            shutil.rmtree(root / "ws", ignore_errors=True)
+        return 0
 
     from crossrec.datasets.synthetic import SyntheticConfig, generate_synthetic
     from crossrec.link.pipeline import run_link
@@ -110,13 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     figures["train_s"] = round(time.perf_counter() - t, 1)
 
     before = _peak_mib()
+    hook = StepTimes()
     t = time.perf_counter()
-    summary = run_link(ws)
+    summary = run_link(ws, progress=hook)
     link_s = time.perf_counter() - t
     figures["link_s"] = round(link_s, 1)
     figures["peak_rss_mib"] = round(max(before, _peak_mib()), 1)
     figures["candidate_pairs"] = summary["candidate_pairs"]
     figures["asserted_links"] = summary["asserted_links"]
+    figures["links_sha256"] = _links_digest(ws)
+    figures["steps"] = hook.steps
 
     # candidate recall of the truth pairs, and the bare faiss reference
     import faiss
@@ -152,15 +262,20 @@ def main(argv: list[str] | None = None) -> int:
         1,  # type: ignore[arg-type]
     )
     ws.close()
-    for k, v in figures.items():
-        print(f"{k:>24}: {v}")
-    if args.json:
-        out = Path(__file__).resolve().parent / "out"
-        out.mkdir(exist_ok=True)
-        (out / "link.json").write_text(json.dumps(figures, indent=2) + "\n")
+    _report(figures, args.json)
     if not args.keep and args.dir is None:
         shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+def _report(figures: dict[str, object], as_json: bool) -> None:
+    for k, v in figures.items():
+        if k != "steps":
+            print(f"{k:>24}: {v}")
+    if as_json:
+        out = Path(__file__).resolve().parent / "out"
+        out.mkdir(exist_ok=True)
+        (out / "link.json").write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":
