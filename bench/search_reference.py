@@ -24,7 +24,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,6 +63,28 @@ def main(argv: list[str] | None = None) -> int:
     xq = xq + 0.3 * rng.standard_normal(xq.shape, dtype=np.float32)
     faiss.normalize_L2(xq)
     scale = args.vectors / nq  # one query per vector
+
+    def sweep(
+        index: Any, name: str, values: tuple[int, ...], setter: Callable[[Any, int], None]
+    ) -> list[dict[str, object]]:
+        """Search all timed queries at each setting: seconds for one query per vector, and
+        recall@k against exact search."""
+        rows: list[dict[str, object]] = []
+        for value in values:
+            setter(index, value)
+            t = time.perf_counter()
+            _, found = index.search(xq, args.k)
+            dt = time.perf_counter() - t
+            rows.append(
+                {
+                    name: value,
+                    "all_queries_s": round(dt * scale, 1),
+                    "recall": _recall(found[check], truth[check]),
+                }
+            )
+            print(rows[-1], file=sys.stderr, flush=True)
+        return rows
+
     fig: dict[str, object] = {
         "vectors": args.vectors,
         "dim": args.dim,
@@ -86,20 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     hnsw.add(xb)
     fig["hnsw_build_s"] = round(time.perf_counter() - t, 1)
     print(f"hnsw build: {fig['hnsw_build_s']} s", file=sys.stderr)
-    hnsw_rows = []
-    for ef in (64, 128, 256):
-        hnsw.hnsw.efSearch = ef
-        t = time.perf_counter()
-        _, found = hnsw.search(xq, args.k)
-        dt = time.perf_counter() - t
-        row = {
-            "ef_search": ef,
-            "all_queries_s": round(dt * scale, 1),
-            "recall": _recall(found[check], truth[check]),
-        }
-        hnsw_rows.append(row)
-        print(f"hnsw {row}", file=sys.stderr)
-    fig["hnsw_search"] = hnsw_rows
+
+    fig["hnsw_search"] = sweep(
+        hnsw, "ef_search", (64, 128, 256), lambda index, ef: setattr(index.hnsw, "efSearch", ef)
+    )
     del hnsw
 
     quantizer = faiss.IndexFlatIP(args.dim)
@@ -109,20 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     ivf.add(xb)
     fig["ivf_train_add_s"] = round(time.perf_counter() - t, 1)
     print(f"ivf train + add: {fig['ivf_train_add_s']} s", file=sys.stderr)
-    ivf_rows = []
-    for nprobe in (8, 16, 32):
-        ivf.nprobe = nprobe
-        t = time.perf_counter()
-        _, found = ivf.search(xq, args.k)
-        dt = time.perf_counter() - t
-        row = {
-            "nprobe": nprobe,
-            "all_queries_s": round(dt * scale, 1),
-            "recall": _recall(found[check], truth[check]),
-        }
-        ivf_rows.append(row)
-        print(f"ivf {row}", file=sys.stderr)
-    fig["ivf_search"] = ivf_rows
+
+    fig["ivf_search"] = sweep(
+        ivf, "nprobe", (8, 16, 32), lambda index, nprobe: setattr(index, "nprobe", nprobe)
+    )
 
     print(json.dumps(fig, indent=2))
     if args.json:
