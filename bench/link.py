@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = wsdir / "crossrec.toml"
     text = cfg.read_text().replace('encoder = "minilm"', 'encoder = "static"')
     text = text.replace("cf_iterations = 15", "cf_iterations = 5")
-    text = text.replace("max_seconds = 600.0", "max_seconds = 300.0")
+    text = text.replace("# max_steps = 20000", "max_steps = 300")  # ~5 min here
     cfg.write_text(text)
     ws.close()
     ws = Workspace(wsdir)

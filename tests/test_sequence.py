@@ -143,6 +143,23 @@ def test_same_seed_same_weights(pattern_events: pa.Table) -> None:
     assert not np.array_equal(one.encode_all().vectors, other.encode_all().vectors)
 
 
+def test_max_steps_caps_the_work_and_gives_the_same_model(pattern_events: pa.Table) -> None:
+    # 50 training windows a platform, batches of 32: a few steps an epoch; a cap of 5 steps
+    # ends training inside the second epoch, on every machine at the same step
+    cfg = TINY.model_copy(update={"epochs": 10, "max_steps": 5})
+    one = SequenceEncoder.fit(pattern_events, cfg, seed=5, threads=1)
+    two = SequenceEncoder.fit(pattern_events, cfg, seed=5, threads=1)
+    history = one.history
+    assert history["stopped"] == "max_steps"
+    assert sum(e["steps"] for e in history["epochs"]) == 5
+    s1, s2 = one.net.state_dict(), two.net.state_dict()
+    assert all(np.array_equal(s1[k].numpy(), s2[k].numpy()) for k in s1)
+
+
+def test_no_time_cap_by_default() -> None:
+    assert SequenceConfig().max_seconds is None and SequenceConfig().max_steps is None
+
+
 def persons_with_text(seed: int = 3) -> tuple[pa.Table, dict, list[int]]:
     """People with one account on 'shop' and one on 'video'; both platforms' items carry text
     vectors near the same topic centroids; each person favours two topics."""

@@ -67,8 +67,13 @@ class SequenceConfig(_Section):
     patience: int = Field(default=3, ge=1)
     #: Fraction of accounts held out for early stopping.
     holdout: float = Field(default=0.1, gt=0, lt=0.5)
-    #: Stop after this many seconds of training whatever the epoch.
-    max_seconds: float = Field(default=600.0, gt=0)
+    #: Stop after this many optimiser steps (all epochs together): a cap on the work, so a
+    #: capped run gives the same model on any machine. None: epochs and patience decide.
+    max_steps: int | None = Field(default=None, ge=1)
+    #: Stop after this many seconds of training whatever the epoch. Off by default: a run it
+    #: cuts short depends on the machine's speed, so the same inputs and seed may give
+    #: another model (and other links); prefer ``max_steps``.
+    max_seconds: float | None = Field(default=None, gt=0)
 
 
 class TrainConfig(_Section):
@@ -245,7 +250,10 @@ temperature = 0.1
 link_weight = 0.5
 patience = 3
 holdout = 0.1
-max_seconds = 600.0
+# Caps, both off by default. max_steps bounds the optimiser steps (the same model on any
+# machine); max_seconds bounds wall time (a run it cuts short depends on the machine).
+# max_steps = 20000
+# max_seconds = 600.0
 
 [index]
 # Collections up to exact_max vectors use exact search; larger ones use faiss HNSW.

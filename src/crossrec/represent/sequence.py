@@ -96,10 +96,10 @@ class SequenceEncoder:
 
     ``history`` (JSON-ready) records the run: ``epochs`` (per epoch: train_loss, link_loss,
     valid_loss = the early-stopping score, valid_next_loss, valid_link_loss, seconds, steps),
-    ``best_epoch`` (whose weights are kept), ``stopped`` (epochs | patience | max_seconds),
-    ``seconds``, data counts (events, accounts, items, items_with_id, items_with_text,
-    train_windows, valid_windows, holdout_accounts), links used (links_train, links_valid,
-    links_unknown) and ``seed``.
+    ``best_epoch`` (whose weights are kept), ``stopped`` (epochs | patience | max_steps |
+    max_seconds), ``seconds``, data counts (events, accounts, items, items_with_id,
+    items_with_text, train_windows, valid_windows, holdout_accounts), links used (links_train,
+    links_valid, links_unknown) and ``seed``.
     """
 
     def __init__(
@@ -153,8 +153,8 @@ class SequenceEncoder:
         links : known ``((platform, account), (platform, account))`` pairs of one person;
             pairs naming an account without events are skipped (counted in ``history``).
         seed : seeds numpy and torch (the caller's torch RNG state is left untouched); the
-            same inputs, seed and ``threads`` give the same weights, unless ``max_seconds``
-            cuts training short at a different step.
+            same inputs, seed and ``threads`` give the same weights (``max_steps`` keeps
+            that; ``max_seconds``, off by default, may cut training short at another step).
         threads : torch intra-op threads while training (None: leave torch's setting).
         n_negatives : in-batch negatives drawn per step.
         """

@@ -311,7 +311,7 @@ class Trainer:
         link_perm, link_pos = self.rng.permutation(n_links), 0
         history: list[dict[str, float | int | None]] = []
         best: tuple[float, int, dict[str, torch.Tensor]] | None = None
-        stopped, bad_epochs = "epochs", 0
+        stopped, bad_epochs, total_steps = "epochs", 0, 0
         t0 = time.perf_counter()
         task = progress.task("sequence encoder: epochs", total=cfg.epochs)
         self.net.train()
@@ -335,7 +335,11 @@ class Trainer:
                 nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
                 self.opt.step()
                 steps += 1
-                if time.perf_counter() - t0 > cfg.max_seconds:
+                total_steps += 1
+                if cfg.max_steps is not None and total_steps >= cfg.max_steps:
+                    stopped = "max_steps"
+                    break
+                if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
                     stopped = "max_seconds"
                     break
             v_next, v_link = self._validate(ts, valid_seed)
@@ -365,7 +369,7 @@ class Trainer:
                 best, bad_epochs = (score, epoch, state), 0
             else:
                 bad_epochs += 1
-            if stopped == "max_seconds":
+            if stopped in ("max_steps", "max_seconds"):
                 break
             if valid is not None and bad_epochs >= cfg.patience:
                 stopped = "patience"
