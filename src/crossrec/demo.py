@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from crossrec.errors import ConfigError
 from crossrec.progress import NullProgress, ProgressHook
 from crossrec.workspace import Workspace
 
@@ -81,27 +80,6 @@ def _build_platforms(out: Path, *, seed: int, progress: ProgressHook | None) -> 
     return "synthetic (MovieLens folder not found)"
 
 
-#: The demo's cap on the sequence encoder's optimiser steps: about two minutes on two cores,
-#: and, unlike a time cap, the same model (and so the same links) on any machine.
-DEMO_SEQUENCE_STEPS = 120
-
-
-def _demo_config(ws: Workspace) -> Workspace:
-    """Bound the demo's training work: the sequence encoder stops after a fixed number of
-    optimiser steps."""
-    path = ws.root / "crossrec.toml"
-    text = path.read_text()
-    capped = text.replace("# max_steps = 20000", f"max_steps = {DEMO_SEQUENCE_STEPS}")
-    if capped == text:
-        raise ConfigError(
-            f"{path}: the demo found no '# max_steps = 20000' line to set",
-            hint="run the demo on a new workspace directory",
-        )
-    path.write_text(capped)
-    ws.close()
-    return Workspace(ws.root)
-
-
 def _find(folder: Path, stem: str) -> Path | None:
     for ext in ("csv", "parquet", "jsonl"):
         path = folder / f"{stem}.{ext}"
@@ -116,10 +94,7 @@ def run_demo(
     """Run the demo into ``workspace`` (created if needed) and return its summary."""
     hook = progress or NullProgress()
     started = time.perf_counter()
-    fresh = not (Path(workspace) / "crossrec.toml").exists()
-    ws = Workspace.init(workspace)
-    if fresh:
-        ws = _demo_config(ws)
+    ws = Workspace.init(workspace)  # default settings: what a new workspace gets
     try:
         data = ws.root / "demo-data"
         if not (data / "known_links.csv").is_file():
