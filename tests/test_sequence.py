@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import pytest
+import torch
 
 from crossrec.config import SequenceConfig
 from crossrec.errors import InputError, ModelError, NotFoundError
@@ -154,6 +155,25 @@ def test_max_steps_caps_the_work_and_gives_the_same_model(pattern_events: pa.Tab
     assert sum(e["steps"] for e in history["epochs"]) == 5
     s1, s2 = one.net.state_dict(), two.net.state_dict()
     assert all(np.array_equal(s1[k].numpy(), s2[k].numpy()) for k in s1)
+
+
+def test_same_seed_same_weights_on_two_threads() -> None:
+    # large enough batches that torch splits the gradient sums across both threads
+    rng = np.random.default_rng(1)
+    rows = []
+    for platform in ("video", "music"):
+        for a in range(150):
+            start = int(rng.integers(500))
+            items = [f"i{(start + 7 * t + int(rng.integers(3))) % 500}" for t in range(40)]
+            rows += [(platform, f"{platform}-{a}", it) for it in items]
+    events = events_table(rows)
+    cfg = SequenceConfig(
+        dim=32, layers=1, heads=2, max_len=32, epochs=1, batch_size=128, min_item_events=2
+    )
+    one, two = (SequenceEncoder.fit(events, cfg, seed=5, threads=2) for _ in range(2))
+    s1, s2 = one.net.state_dict(), two.net.state_dict()
+    assert all(np.array_equal(s1[k].numpy(), s2[k].numpy()) for k in s1)
+    assert not torch.are_deterministic_algorithms_enabled()  # the caller's setting is back
 
 
 def test_no_time_cap_by_default() -> None:
