@@ -167,6 +167,24 @@ def test_threshold_known_answers() -> None:
     assert threshold_for_precision(SCORES, LABELS, 0.75, n_positives=4).recall == 0.75
 
 
+def test_threshold_by_laplace_rule_needs_a_longer_run_of_true_links() -> None:
+    # 18 true links, then one false, then 20 more true: raw precision reaches 0.95 at the
+    # bottom (38/39 = 0.974); (tp + 1) / (n + 2) is 0.95 after the first 18 (19/20) and
+    # 39/41 = 0.951 at the bottom, so both choose the lowest; drop two true links at the end
+    # (37/39 = 0.949) and only the raw rule (36/37) still goes below the false link
+    labels = np.array([1] * 18 + [0] + [1] * 20, dtype=bool)
+    scores = np.linspace(1.0, 0.1, labels.size)
+    assert threshold_for_precision(scores, labels, 0.95, laplace=True).threshold == scores[-1]
+    labels, scores = labels[:-2], scores[:-2]
+    raw = threshold_for_precision(scores, labels, 0.95)
+    smoothed = threshold_for_precision(scores, labels, 0.95, laplace=True)
+    assert raw.threshold == scores[-1] and raw.precision == pytest.approx(36 / 37)
+    assert smoothed.threshold == scores[17] and smoothed.precision == 1.0
+    # a short perfect run earns nothing: 5/5 is (5 + 1) / (5 + 2) = 0.857 < 0.95
+    short = threshold_for_precision(scores[:5], labels[:5], 0.95, laplace=True)
+    assert short.threshold is None
+
+
 def test_threshold_cuts_only_between_distinct_scores() -> None:
     choice = threshold_for_precision(np.array([0.9, 0.9, 0.5]), np.array([1, 0, 1]), 0.6)
     # Both 0.9 pairs are predicted together: precision 1/2 < 0.6; at 0.5: 2/3 >= 0.6.

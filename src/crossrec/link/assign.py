@@ -265,6 +265,7 @@ def threshold_for_precision(
     *,
     n_positives: int | None = None,
     min_predicted: int = 1,
+    laplace: bool = False,
 ) -> ThresholdChoice:
     """Lowest score threshold whose precision on held-out known links reaches ``target``.
 
@@ -283,6 +284,13 @@ def threshold_for_precision(
     min_predicted : int
         Thresholds that predict fewer pairs than this are not considered (guards against a
         lucky precision of 1/1 at the very top).
+    laplace : bool
+        Judge each threshold by ``(tp + 1) / (predicted + 2)`` (Laplace's rule of succession,
+        the mean precision under a uniform prior) instead of ``tp / predicted``. On a few
+        dozen held-out pairs the raw precision of the lowest qualifying threshold is an
+        optimistic pick among noisy estimates; with the rule a threshold must earn a 0.95
+        target on 18 correct pairs in a row, or 38 with one false. The reported precision
+        stays the raw one.
 
     Returns
     -------
@@ -323,7 +331,8 @@ def threshold_for_precision(
         )
     precision = tp[cut] / predicted[cut]
     recall = tp[cut] / positives
-    ok = np.flatnonzero(precision >= target - 1e-12)
+    judged = (tp[cut] + 1) / (predicted[cut] + 2) if laplace else precision
+    ok = np.flatnonzero(judged >= target - 1e-12)
     if ok.size == 0:
         best = int(np.argmax(precision))
         return ThresholdChoice(

@@ -251,9 +251,15 @@ def _choose_threshold(
     codes = ctx.platform_code
     kept = one_to_one(pool_a, pool_b, pool_s, codes[pool_a], codes[pool_b])[: len(idx)]
     n_pos = len(np.unique(groups[labels]))
-    # a precision measured on a handful of links says little: ask for MIN_HELDOUT_LINKS
+    # a precision measured on a handful of links says little: ask for MIN_HELDOUT_LINKS, and
+    # judge each threshold by its precision under a uniform prior (see threshold_for_precision)
     choice = threshold_for_precision(
-        scores[kept], labels[kept], target, n_positives=n_pos, min_predicted=MIN_HELDOUT_LINKS
+        scores[kept],
+        labels[kept],
+        target,
+        n_positives=n_pos,
+        min_predicted=MIN_HELDOUT_LINKS,
+        laplace=True,
     )
     if choice.threshold is None:
         return None, choice.reason
