@@ -77,21 +77,29 @@ class ItemVectors(NamedTuple):
 
 @contextmanager
 def _torch_threads(threads: int | None) -> Iterator[None]:
-    """Use ``threads`` intra-op threads and torch's deterministic kernels inside the block,
-    then restore the caller's settings. Without them, reductions split across threads (the
-    attention biases' gradients) sum in a varying order and two trainings on the same inputs
-    and seed drift apart; with them, they are equal bit for bit at about the same speed."""
+    """Use ``threads`` intra-op threads inside the block, then restore the caller's setting."""
     previous = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     if threads is not None:
         torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextmanager
+def _deterministic_kernels() -> Iterator[None]:
+    """Use torch's deterministic kernels inside the block (training only), then restore the
+    caller's setting. Without them, gradient sums split across threads (the attention
+    biases') add up in a varying order and two trainings on the same inputs and seed drift
+    apart; with them, they are equal bit for bit at about the same speed."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
-        torch.set_num_threads(previous)
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
 def _normalise(x: torch.Tensor) -> np.ndarray:
@@ -183,7 +191,7 @@ class SequenceEncoder:
         rng = np.random.default_rng(seed)
         text, has_text = text_matrix(data.platforms, data.item_platform, data.item_names, item_text)
         ts, link_info = split_accounts(data, config, links, rng)
-        with _torch_threads(threads), torch.random.fork_rng(devices=[]):
+        with _torch_threads(threads), _deterministic_kernels(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             feats, n_id_rows, n_frequent = _features(data, config, text, has_text)
             net = SequenceNet(
