@@ -36,8 +36,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest as bench_ingest  # the generator of bench/ingest.py
 from crossrec import schema
@@ -62,21 +60,21 @@ class Parts:
     def time(self, label: str, kind: str = "part") -> Iterator[None]:
         wall, cpu = time.perf_counter(), time.process_time()
         yield
-        row = (label, kind, time.perf_counter() - wall, time.process_time() - cpu)
-        self.rows.append(row)
-        print(f"  {label:<62} {row[2]:7.2f} wall {row[3]:7.2f} cpu", file=sys.stderr)
+        self.add(label, kind, time.perf_counter() - wall, time.process_time() - cpu)
+
+    def add(self, label: str, kind: str, wall: float, cpu: float) -> None:
+        self.rows.append((label, kind, wall, cpu))
+        print(f"  {label:<62} {wall:7.2f} wall {cpu:7.2f} cpu", file=sys.stderr)
 
     def cpu(self, label: str) -> float:
         return next(r[3] for r in self.rows if r[0] == label)
 
 
 def reference(parts: Parts, path: Path, fmt: str, scratch: Path) -> None:
-    con = duckdb.connect(str(scratch / "reference.duckdb"))
+    """bench/ingest.py's reference step, run in this process."""
+    r = bench_ingest._step_duckdb(str(path), fmt, str(scratch / "reference.duckdb"), None)
     reader = "read_parquet" if fmt == "parquet" else "read_csv"
-    with parts.time(f"DuckDB {reader} into a table", "reference"):
-        con.execute(f"CREATE TABLE t AS SELECT * FROM {reader}(?)", [str(path)])
-        con.execute("CHECKPOINT")
-    con.close()
+    parts.add(f"DuckDB {reader} into a table", "reference", r["seconds"], r["cpu_seconds"])
 
 
 def crossrec_parts(parts: Parts, path: Path, scratch: Path, memory_limit: str) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from crossrec.config import PrivacyConfig
 from crossrec.datasets.holdout import build_holdout
 from crossrec.datasets.synthetic import SyntheticConfig, generate_synthetic
 from crossrec.link.pipeline import run_link
@@ -31,7 +32,7 @@ def build_workspace(world: Path, root: Path, platforms: tuple[str, ...]) -> Work
     """Ingest a generated or split world's platforms and known links, and train (with the
     fixed :data:`WORLD_KEY`: the same model on every run)."""
     root.mkdir(parents=True, exist_ok=True)
-    key = root / "crossrec.key"
+    key = root / PrivacyConfig().key_file  # Workspace.init keeps a key file it finds
     key.write_text(WORLD_KEY + "\n")
     key.chmod(0o600)
     Workspace.init(root).close()
