@@ -110,7 +110,9 @@ def register(app: typer.Typer) -> None:
         clock: Annotated[
             str,
             typer.Option(
-                "--clock", help="keep, shift or drop: one for all or one per platform (keep,drop)."
+                "--clock",
+                help="keep, shift (whole weeks), shift_days or drop: one for all or one per "
+                "platform (keep,drop).",
             ),
         ] = "keep",
         shift_weeks: Annotated[
@@ -119,6 +121,30 @@ def register(app: typer.Typer) -> None:
         jitter_hours: Annotated[
             float, typer.Option("--jitter-hours", help="shift: up to this many hours per event.")
         ] = 3.0,
+        shift_days: Annotated[
+            int, typer.Option("--shift-days", help="shift_days: up to this many whole days.")
+        ] = 365,
+        titles: Annotated[
+            str | None,
+            typer.Option(
+                "--titles",
+                help="source, perturbed or no_year: one for all or one per platform "
+                "(overrides --perturb-titles).",
+            ),
+        ] = None,
+        implicit: Annotated[
+            str | None,
+            typer.Option(
+                "--implicit", help="Platforms whose events become 'watch' without a value."
+            ),
+        ] = None,
+        max_events: Annotated[
+            int | None,
+            typer.Option(
+                "--max-events-per-account",
+                help="Cut every account to at most this many events (chosen at random).",
+            ),
+        ] = None,
         names: Annotated[
             str | None, typer.Option("--names", help="Platform names, e.g. video,stream.")
         ] = None,
@@ -142,6 +168,10 @@ def register(app: typer.Typer) -> None:
             clock=_split_list(clock) or ("keep",),  # type: ignore[arg-type]
             shift_weeks=shift_weeks,
             jitter_hours=jitter_hours,
+            shift_days=shift_days,
+            titles=_split_list(titles),  # type: ignore[arg-type]  # validated by SplitConfig
+            implicit=_split_list(implicit) or (),
+            max_events_per_account=max_events,
             seed=seed,
         )
         _prepare_out(out, force)

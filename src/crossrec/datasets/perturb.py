@@ -16,8 +16,12 @@ import numpy as np
 
 CaseStyle = Literal["keep", "lower", "upper", "title"]
 YearStyle = Literal["keep", "brackets", "dash", "drop"]
-ClockPolicy = Literal["keep", "shift", "drop"]
-CLOCK_POLICIES: tuple[str, ...] = ("keep", "shift", "drop")
+ClockPolicy = Literal["keep", "shift", "shift_days", "drop"]
+CLOCK_POLICIES: tuple[str, ...] = ("keep", "shift", "shift_days", "drop")
+#: How a platform writes titles: the source's, a random house style per title, or a random
+#: house style that never keeps the year.
+TitleStyle = Literal["source", "perturbed", "no_year"]
+TITLE_STYLES: tuple[str, ...] = ("source", "perturbed", "no_year")
 
 #: Leading articles that catalogues move behind the title ("Matrix, The"). Titles are matched
 #: case-sensitively because catalogues capitalise the article.
@@ -110,7 +114,7 @@ def rewrite_title(
     return text
 
 
-def perturb_title(title: str, rng: random.Random) -> str:
+def perturb_title(title: str, rng: random.Random, *, drop_year: bool = False) -> str:
     """Rewrite ``title`` in a randomly chosen house style (case, article order, year format).
 
     Every call draws the same number of values from ``rng``, so the titles that follow get the
@@ -122,6 +126,9 @@ def perturb_title(title: str, rng: random.Random) -> str:
         A catalogue title, e.g. ``"Matrix, The (1999)"``.
     rng
         The source of randomness; seed it for reproducible output.
+    drop_year
+        Never keep the year (a catalogue that does not print it); case and article order are
+        drawn as usual.
 
     Returns
     -------
@@ -138,6 +145,8 @@ def perturb_title(title: str, rng: random.Random) -> str:
     if u_case < 0.5:
         case = ("lower", "upper", "title")[int(u_case * 6) % 3]
     year: YearStyle = ("keep", "brackets", "dash", "drop")[min(int(u_year * 4), 3)]
+    if drop_year:
+        year = "drop"
     return rewrite_title(title, case=case, move_article=u_article < 0.5, year=year)
 
 
@@ -193,7 +202,8 @@ def rescale(values: np.ndarray, source: ValueScale, target: ValueScale) -> np.nd
     return np.clip(target.low + steps * target.step, target.low, target.high)
 
 
-WEEK_SECONDS = 7 * 24 * 3600
+DAY_SECONDS = 24 * 3600
+WEEK_SECONDS = 7 * DAY_SECONDS
 
 
 def shift_clock(
@@ -204,11 +214,14 @@ def shift_clock(
     *,
     max_weeks: int,
     jitter_hours: float,
+    unit_seconds: int = WEEK_SECONDS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shift each account's clock by whole weeks, plus a little jitter per event.
 
     A whole number of weeks keeps the weekday and hour of each event, so a person's activity
-    rhythm survives while absolute times no longer match across platforms.
+    rhythm survives while absolute times no longer match across platforms. With
+    ``unit_seconds=DAY_SECONDS`` the shift is in whole days: the hour survives, the weekday
+    does not.
 
     Parameters
     ----------
@@ -221,17 +234,20 @@ def shift_clock(
     rng
         Seeded generator.
     max_weeks
-        Each account moves by a whole number of weeks drawn from ``[-max_weeks, max_weeks]``.
+        Each account moves by a whole number of units (weeks by default) drawn from
+        ``[-max_weeks, max_weeks]``.
     jitter_hours
         Each event moves by up to this many hours either way (whole seconds).
+    unit_seconds
+        The length of one unit of shift: :data:`WEEK_SECONDS` or :data:`DAY_SECONDS`.
 
     Returns
     -------
     tuple of numpy.ndarray
-        ``(n,)`` shifted int64 timestamps and ``(n_accounts,)`` int64 week offsets.
+        ``(n,)`` shifted int64 timestamps and ``(n_accounts,)`` int64 offsets in units.
     """
     weeks = rng.integers(-max_weeks, max_weeks + 1, size=n_accounts, dtype=np.int64)
     jitter_s = round(jitter_hours * 3600)
     jitter = rng.integers(-jitter_s, jitter_s + 1, size=len(timestamps), dtype=np.int64)
-    shifted = np.asarray(timestamps, dtype=np.int64) + weeks[account_codes] * WEEK_SECONDS + jitter
+    shifted = np.asarray(timestamps, dtype=np.int64) + weeks[account_codes] * unit_seconds + jitter
     return shifted, weeks

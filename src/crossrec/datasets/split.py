@@ -28,8 +28,11 @@ from crossrec.datasets.ground_truth import (
 )
 from crossrec.datasets.perturb import (
     CLOCK_POLICIES,
+    DAY_SECONDS,
     RESCALE_CYCLE,
+    TITLE_STYLES,
     ClockPolicy,
+    TitleStyle,
     ValueScale,
     perturb_title,
     rescale,
@@ -52,7 +55,9 @@ SplitMode = Literal["random", "temporal", "category"]
 SPLIT_MODES: tuple[str, ...] = ("random", "temporal", "category")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Independent random streams, so changing one step does not reshuffle the others.
-_MEMBERSHIP, _ASSIGN, _IDS, _CLOCK, _ANCHORS = 1, 2, 3, 4, 5
+_MEMBERSHIP, _ASSIGN, _IDS, _CLOCK, _ANCHORS, _SPARSE = 1, 2, 3, 4, 5, 6
+#: The event type of an implicit platform's events (they carry no value).
+IMPLICIT_EVENT = "watch"
 
 
 def check_fraction(what: str, value: float) -> None:
@@ -85,11 +90,25 @@ class SplitConfig:
         Put values on platforms 2..k on another rating scale (1-10, 0-100, 1-5 in turn).
     clock
         One policy for all platforms or one per platform: ``keep``, ``shift`` (per account a
-        whole number of weeks, plus jitter per event) or ``drop`` (no timestamps exported).
+        whole number of weeks, plus jitter per event), ``shift_days`` (per account a whole
+        number of days, plus jitter) or ``drop`` (no timestamps exported).
     shift_weeks
         ``shift`` moves each account by a whole number of weeks in ``[-shift_weeks, shift_weeks]``.
     jitter_hours
-        ``shift`` moves each event by up to this many hours either way.
+        ``shift`` and ``shift_days`` move each event by up to this many hours either way.
+    shift_days
+        ``shift_days`` moves each account by a whole number of days in
+        ``[-shift_days, shift_days]``.
+    titles
+        How each platform writes titles, one style for all or one per platform: ``source``,
+        ``perturbed`` (:func:`perturb_title`) or ``no_year`` (perturbed, year always dropped).
+        None: ``perturb_titles`` decides (platform 1 keeps the source titles).
+    implicit
+        Names of platforms that log implicit feedback: their events become ``watch`` events
+        without a value (``rescale_values`` does not apply to them).
+    max_events_per_account
+        Cut every account (one person on one platform) to at most this many events, chosen at
+        random and kept in time order; None keeps every event.
     seed
         Same seed, same bytes.
     """
@@ -104,6 +123,10 @@ class SplitConfig:
     clock: tuple[ClockPolicy, ...] = ("keep",)
     shift_weeks: int = 52
     jitter_hours: float = 3.0
+    shift_days: int = 365
+    titles: tuple[TitleStyle, ...] | None = None
+    implicit: tuple[str, ...] = ()
+    max_events_per_account: int | None = None
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -127,8 +150,26 @@ class SplitConfig:
                 f"clock must be one policy or one per platform ({self.platforms}), "
                 f"each of {', '.join(CLOCK_POLICIES)}; got {','.join(self.clock)}"
             )
-        if self.shift_weeks < 0 or self.jitter_hours < 0:
-            raise InputError("shift weeks and jitter hours must not be negative")
+        if self.shift_weeks < 0 or self.jitter_hours < 0 or self.shift_days < 0:
+            raise InputError("shift weeks, shift days and jitter hours must not be negative")
+        if self.titles is not None and (
+            len(self.titles) not in (1, self.platforms)
+            or any(t not in TITLE_STYLES for t in self.titles)
+        ):
+            raise InputError(
+                f"titles must be one style or one per platform ({self.platforms}), each of "
+                f"{', '.join(TITLE_STYLES)}; got {','.join(self.titles)}"
+            )
+        unknown = sorted(set(self.implicit) - set(names))
+        if unknown:
+            raise InputError(
+                f"implicit platforms {unknown} are not among the platforms {list(names)}",
+                hint="name platforms of this split (default p1..pk)",
+            )
+        if self.max_events_per_account is not None and self.max_events_per_account < 1:
+            raise InputError(
+                f"max events per account must be at least 1, got {self.max_events_per_account}"
+            )
 
     @property
     def platform_names(self) -> tuple[str, ...]:
@@ -141,6 +182,15 @@ class SplitConfig:
     @property
     def clocks(self) -> tuple[ClockPolicy, ...]:
         return self.clock * self.platforms if len(self.clock) == 1 else self.clock
+
+    @property
+    def title_styles(self) -> tuple[TitleStyle, ...]:
+        """Each platform's title style."""
+        if self.titles is None:
+            rest: TitleStyle = "perturbed" if self.perturb_titles else "source"
+            first: tuple[TitleStyle, ...] = ("source",)
+            return first + (rest,) * (self.platforms - 1)
+        return self.titles * self.platforms if len(self.titles) == 1 else self.titles
 
 
 @dataclass
@@ -242,6 +292,45 @@ def _platform_of_events(
     return platform, np.ones(len(person), dtype=bool), {}
 
 
+def cap_events(
+    person: np.ndarray,
+    platform: np.ndarray,
+    keep: np.ndarray,
+    cap: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The mask of kept events once every account holds at most ``cap`` of them.
+
+    Parameters
+    ----------
+    person, platform
+        ``(E,)`` int codes of each event's person and platform: an account is one pair.
+    keep
+        ``(E,)`` bool, the events still in the split; the others stay out.
+    cap
+        Most events per account; which ones stay is drawn at random.
+    rng
+        Seeded generator (one draw per event, whatever ``keep`` holds).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(E,)`` bool, a subset of ``keep``.
+    """
+    draw = rng.random(len(person))
+    n_plat = int(platform.max()) + 1 if len(platform) else 1
+    account = person.astype(np.int64) * n_plat + platform
+    idx = np.flatnonzero(keep)
+    order = idx[np.lexsort((draw[idx], account[idx]))]
+    grouped = account[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(grouped)) + 1]
+    lengths = np.diff(np.r_[starts, len(grouped)])
+    rank = np.arange(len(grouped)) - np.repeat(starts, lengths)
+    out = np.zeros(len(person), dtype=bool)
+    out[order[rank < cap]] = True
+    return out
+
+
 def _shuffled_codes(
     values: np.ndarray, size: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -262,11 +351,15 @@ def _catalogue(
         schema={"item": pl.String, "source_item": pl.String},
     )
     items = truth.join(src.meta, on="source_item", how="left")
-    if cfg.perturb_titles and j > 0:
+    style = cfg.title_styles[j]
+    if style != "source":
         # Walk items in source order so a title's style does not depend on the random ids.
         items = items.sort("source_item")
         rng = random.Random(f"{cfg.seed}:titles:{j}")
-        styled = [None if t is None else perturb_title(t, rng) for t in items["title"]]
+        drop = style == "no_year"
+        styled = [
+            None if t is None else perturb_title(t, rng, drop_year=drop) for t in items["title"]
+        ]
         items = items.with_columns(title=pl.Series(styled, dtype=pl.String))
     return items.sort("item").drop("source_item"), truth
 
@@ -294,10 +387,20 @@ def _platform(
             t, acode, len(acc_order), clock_rng,
             max_weeks=cfg.shift_weeks, jitter_hours=cfg.jitter_hours,
         )  # fmt: skip
+    elif clock == "shift_days":
+        t, _ = shift_clock(
+            t, acode, len(acc_order), clock_rng, max_weeks=cfg.shift_days,
+            jitter_hours=cfg.jitter_hours, unit_seconds=DAY_SECONDS,
+        )  # fmt: skip
     v, target = src.values[sel], scale
-    if cfg.rescale_values and j > 0:
+    implicit = name in cfg.implicit
+    scale_label = scale.label
+    if implicit:
+        v, scale_label = np.full(len(sel), np.nan), "none"
+    elif cfg.rescale_values and j > 0:
         target = RESCALE_CYCLE[(j - 1) % len(RESCALE_CYCLE)]
         v = rescale(v, scale, target)
+        scale_label = target.label
     # Account by account (ids are random, so this order leaks nothing), each in time order:
     # with the clock dropped the file order is all that is left of the sequence.
     acc_rank = np.argsort(np.argsort(np.array(acc_ids)))
@@ -311,18 +414,21 @@ def _platform(
         {
             "account": pl.Series(acc_ids, dtype=pl.String).gather(acode[order]),
             "item": pl.Series(item_ids, dtype=pl.String).gather(icode[order]),
-            "event": src.dataset.events["event"].gather(sel[order]),
+            "event": (
+                pl.Series("event", [IMPLICIT_EVENT] * len(order), dtype=pl.String)
+                if implicit
+                else src.dataset.events["event"].gather(sel[order])
+            ),
             "value": pl.Series(v[order], dtype=pl.Float64).fill_nan(None),
             "timestamp": ts_out,
         }
     )
     items, item_truth = _catalogue(src, item_ids, item_order, j, cfg)
-    titles = "perturbed" if cfg.perturb_titles and j > 0 else "source"
     owners = pl.DataFrame(
         {"platform": name, "account": acc_ids, "person": src.persons[acc_order].tolist()},
         schema={"platform": pl.String, "account": pl.String, "person": pl.String},
     )
-    split = PlatformSplit(name, events, items, clock, target.label, titles)
+    split = PlatformSplit(name, events, items, clock, scale_label, cfg.title_styles[j])
     return split, owners, item_truth.select(pl.lit(name).alias("platform"), "item", "source_item")
 
 
@@ -356,6 +462,15 @@ def split_dataset(
     hook = progress or NullProgress()
     src = _Source.of(dataset)
     platform, keep, extra = _platform_of_events(src, config)
+    events_dropped = int((~keep).sum())
+    if config.max_events_per_account is not None:
+        capped = cap_events(
+            src.person, platform, keep, config.max_events_per_account,
+            np.random.default_rng([config.seed, _SPARSE]),
+        )  # fmt: skip
+        extra["max_events_per_account"] = config.max_events_per_account
+        extra["events_cut"] = int((keep & ~capped).sum())
+        keep = capped
     scale = source_scale or infer_scale(src.values)
     id_rng = np.random.default_rng([config.seed, _IDS])
     clock_rng = np.random.default_rng([config.seed, _CLOCK])
@@ -398,13 +513,15 @@ def split_dataset(
         "single_platform_persons": int((per_person == 1).sum()),
         "multi_platform_persons": int((per_person > 1).sum()),
         "persons_dropped": len(src.persons) - len(per_person),
-        "events_dropped": int((~keep).sum()),
+        "events_dropped": events_dropped,
         "anchor_fraction": config.anchor_fraction,
         "anchor_persons": n_anchor,
         "known_links": known.height,
         "truth_links": truth.height,
         "shift_weeks": config.shift_weeks,
         "jitter_hours": config.jitter_hours,
+        **({"shift_days": config.shift_days} if "shift_days" in config.clocks else {}),
+        **({"implicit": list(config.implicit)} if config.implicit else {}),
         **extra,
     }
     return SplitResult(splits, accounts, pl.concat(item_owners), known, truth, summary)
