@@ -41,6 +41,22 @@ class InputError(CrossrecError):
     exit_code = 2
 
 
+class InvalidIdError(InputError):
+    """A raw account or item id breaks the identity rule (:mod:`crossrec.identity`).
+
+    ``field`` names the id (``account``, ``item``...), ``reason`` is the text a quarantined
+    row keeps (e.g. ``invalid account: control character U+000A``).
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(
+            reason,
+            hint="ids are trimmed, at most 512 characters, without control characters",
+        )
+
+
 class IngestError(CrossrecError):
     """A whole input file is refused (not a table, empty, unknown format)."""
 
