@@ -263,7 +263,7 @@ def test_a_new_account_gets_personal_recommendations_after_its_first_event(serve
     assert not any("popular" in i["reason"] for i in personal["items"])
 
 
-def test_bad_records_are_quarantined_not_refused(served):
+def test_bad_records_are_quarantined_on_request(served):
     batch = [
         {"item": "i1"},  # no account
         {"account": {"nested": 1}, "item": "i1"},  # wrong JSON type
@@ -271,7 +271,9 @@ def test_bad_records_are_quarantined_not_refused(served):
         7,  # not an object
         {"account": "ok-one", "item": "i1", "colour": "blue"},  # extra key: an attribute
     ]
-    r = served.client.post("/v1/platforms/video/events", json=batch, headers=served.auth())
+    r = served.client.post(
+        "/v1/platforms/video/events?on_error=quarantine", json=batch, headers=served.auth()
+    )
     assert r.status_code == 200
     assert r.json() == {"accepted": 1, "quarantined": 4, "duplicates": 0}
 

@@ -173,14 +173,18 @@ class Workspace:
         source: str,
         extra: Callable[[], None] | None = None,
         numbers: Sequence[int] | None = None,
+        strict: bool = False,
     ) -> RecordSummary:
         """Ingest a batch of canonical event records (``account``, ``item``, ``event``,
         ``value``, ``timestamp``, ``event_id``; other keys kept as attributes) with the
         file-ingest rules, in one store transaction; bad records go to the quarantine with
-        ``source`` and their number. See :mod:`crossrec.ingest.records`."""
+        ``source`` and their number (with ``strict``, a batch with a bad record is not kept
+        at all: see ``RecordSummary.rejected``). See :mod:`crossrec.ingest.records`."""
         from crossrec.ingest.records import ingest_records
 
-        return ingest_records(self, platform, records, source=source, extra=extra, numbers=numbers)
+        return ingest_records(
+            self, platform, records, source=source, extra=extra, numbers=numbers, strict=strict
+        )
 
     # -- inspection ----------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -62,6 +62,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from crossrec.serve.app import create_app
+        from crossrec.serve.bad_request import http_protocol
         from crossrec.serve.state import ServeState
         from crossrec.store.lock import WriterLock
 
@@ -81,6 +82,7 @@ def register(app: typer.Typer) -> None:
                 port=port or cfg.port,
                 log_level="info",
                 access_log=False,  # the metrics count requests; raw ids stay out of logs
+                http=http_protocol(),  # a malformed request gets a JSON 400 too
             )
 
     token = new_app("API tokens of the HTTP service (only their SHA-256 is stored).")

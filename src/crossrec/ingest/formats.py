@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,7 +87,8 @@ def _guess(path: Path, head: bytes) -> str:
 
 
 def _looks_binary(head: bytes) -> bool:
-    if b"\x00" in head:
+    # NUL bytes all over (UTF-16, images, archives): not text. A few are bad rows.
+    if head.count(b"\x00") > max(8, len(head) // 100):
         return True
     # Mostly undecodable bytes: not a text table. A few bad bytes are bad rows, not a bad file.
     text = head.decode("utf-8", errors="replace")
@@ -94,7 +97,7 @@ def _looks_binary(head: bytes) -> bool:
 
 
 def _sniff_delimiter(path: Path, head: bytes) -> str:
-    first = head.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    first = re.split(rb"\r\n|\r|\n", head, maxsplit=1)[0].decode("utf-8", errors="replace")
     counts = {d: first.count(d) for d in _DELIMITERS}
     best = max(_DELIMITERS, key=lambda d: counts[d])
     if counts[best] == 0:
@@ -122,3 +125,55 @@ def count_lines(path: Path) -> int:
             n += chunk.count(b"\n")
             last = chunk[-1:]
     return n + (0 if last == b"\n" else 1)
+
+
+@dataclass(frozen=True)
+class TextFacts:
+    """What one pass over a text file's bytes tells about its lines (see :func:`scan`)."""
+
+    #: Line feeds, carriage returns, and CR LF pairs.
+    lf: int
+    cr: int
+    crlf: int
+    nul: bool
+    utf8: bool
+
+    @property
+    def newline(self) -> bytes:
+        """The file's line ending: LF (LF or CR LF lines), or CR for a file without any LF."""
+        return b"\r" if self.lf == 0 and self.cr > 0 else b"\n"
+
+    @property
+    def regular(self) -> bool:
+        """Every line ends the same way (all LF or all CR LF), no NUL byte, no stray CR, all
+        UTF-8: the file DuckDB's CSV reader takes as it is."""
+        uniform = self.cr == 0 or (self.cr == self.crlf == self.lf)
+        return self.lf > 0 and uniform and not self.nul and self.utf8
+
+
+def scan(path: Path) -> TextFacts:
+    """Count line endings and look for NUL bytes and bytes that are not UTF-8, streaming
+    (memory stays at one chunk however large the file)."""
+    lf = cr = crlf = 0
+    nul = False
+    utf8 = True
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    last = b""
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            lf += chunk.count(b"\n")
+            cr += chunk.count(b"\r")
+            crlf += chunk.count(b"\r\n") + (1 if last == b"\r" and chunk[:1] == b"\n" else 0)
+            nul = nul or b"\x00" in chunk
+            if utf8:
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError:
+                    utf8 = False
+            last = chunk[-1:]
+    if utf8:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            utf8 = False
+    return TextFacts(lf, cr, crlf, nul, utf8)

@@ -35,6 +35,12 @@ from crossrec.progress import NullProgress, ProgressHook
 if TYPE_CHECKING:
     from crossrec.workspace import Workspace
 
+#: Canonical fields whose JSON type is checked in JSON-lines files (as in POSTs and messages).
+_TYPED = {
+    "events": schema.EVENT_FIELDS,
+    "items": ("item",),
+    "links": schema.LINK_FIELDS,
+}
 _PLATFORM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -45,6 +51,17 @@ def check_platform(name: str) -> str:
             hint="use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
         )
     return name
+
+
+def check_column_map(columns: dict[str, str]) -> None:
+    """``--columns`` maps fields of events or items only (a typo is an error, not ignored)."""
+    known = dict.fromkeys((*schema.EVENT_FIELDS, *schema.ITEM_FIELDS))
+    unknown = [c for c in columns if c not in known]
+    if unknown:
+        raise InputError(
+            f"--columns maps {', '.join(repr(c) for c in unknown)}, which is not a field",
+            hint=f"map these fields: {', '.join(known)} (e.g. --columns account=userId)",
+        )
 
 
 @dataclass
@@ -79,12 +96,14 @@ class Ingestor:
         self, platform: str, path: Path, *, columns: dict[str, str], fmt: str = "auto"
     ) -> IngestSummary:
         check_platform(platform)
+        check_column_map(columns)
         return self._run("events", platform, path, columns, fmt, self._write_events)
 
     def items(
         self, platform: str, path: Path, *, columns: dict[str, str], fmt: str = "auto"
     ) -> IngestSummary:
         check_platform(platform)
+        check_column_map(columns)
         return self._run("items", platform, path, columns, fmt, self._write_items)
 
     def links(self, path: Path, *, fmt: str = "auto") -> IngestSummary:
@@ -113,7 +132,12 @@ class Ingestor:
         spill = Path(tempfile.mkdtemp(prefix="crossrec-staging-"))
         con = staging_connection(self.cfg.memory_limit, spill)
         try:
-            staged = stage(con, f, lambda src: self._validation(kind, str(path), src, columns))
+            staged = stage(
+                con,
+                f,
+                lambda src: self._validation(kind, str(path), src, columns),
+                typed={columns.get(c, c): c for c in _TYPED[kind]},
+            )
             task.advance()
             task.advance()
             bad = self._bad_rows(con, staged, kind, platform, str(path), fp)

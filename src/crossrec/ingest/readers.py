@@ -6,18 +6,21 @@ read by DuckDB inside the validation statement itself (one pass: read, parse, ch
 lines, and CSV files whose bad lines need the exact path, are first staged into a table
 ``raw`` of text columns (with ``_line``, the physical line) and validated from there.
 
-CSV rows DuckDB cannot parse are recorded with their line. When a bad row may have shifted
-the records that follow it (an unterminated quote, or lines that do not add up), the file is
-read again line by line, so that one bad line costs one row, never the good rows after it. On
-that exact path a record is one physical line.
+A regular CSV file (one line ending throughout, UTF-8, no NUL byte or stray CR: see
+:func:`crossrec.ingest.formats.scan`) is read by DuckDB, and the rows it cannot parse are
+recorded with their line. Any other file, a file DuckDB gives up on, and a file whose bad rows
+DuckDB cannot place on their physical line (an unterminated quote, records spanning lines,
+blank lines) are read by the exact reader (:mod:`crossrec.ingest.csv_exact`), so that one bad
+line costs one row, never the good rows after it, and every quarantined row carries its
+physical line. JSON lines are decoded by the bounded decoder (:mod:`crossrec.ingest.jsonsafe`)
+under the JSON type rules of the canonical fields.
 """
 
 from __future__ import annotations
 
 import bisect
-import csv
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +30,11 @@ import numpy as np
 import pyarrow as pa
 
 from crossrec.errors import IngestError
-from crossrec.ingest.formats import InputFile, count_lines
+from crossrec.ingest import csv_exact, jsonsafe
+from crossrec.ingest.formats import InputFile, count_lines, scan
 
 _BATCH = 100_000
+BOM_BYTES = b"\xef\xbb\xbf"
 
 
 @dataclass
@@ -105,12 +110,23 @@ def staging_connection(memory_limit: str, spill_dir: Path) -> duckdb.DuckDBPyCon
     return con
 
 
-def stage(con: duckdb.DuckDBPyConnection, f: InputFile, build: Build) -> Staged:
-    """Read ``f`` through the statement ``build`` makes, creating table ``checked``."""
+def stage(
+    con: duckdb.DuckDBPyConnection,
+    f: InputFile,
+    build: Build,
+    *,
+    typed: Mapping[str, str] | None = None,
+) -> Staged:
+    """Read ``f`` through the statement ``build`` makes, creating table ``checked``.
+
+    ``typed`` maps a JSON-lines key to the canonical field it feeds, for the JSON type rules
+    (:func:`crossrec.ingest.jsonsafe.type_problem`): an object given as an account is a bad
+    row, as it is in a POST or a message.
+    """
     if f.fmt == "parquet":
         return _stage_parquet(con, f.path, build)
     if f.fmt == "jsonl":
-        return _stage_jsonl(con, f.path, build)
+        return _stage_jsonl(con, f.path, build, typed or {})
     return _stage_csv(con, f, build)
 
 
@@ -120,29 +136,15 @@ def raw_source(columns: list[str]) -> Source:
 
 
 # -- CSV ------------------------------------------------------------------------------------------
-def _header(path: Path, delimiter: str) -> list[str]:
-    with path.open("rb") as fh:
-        first = fh.readline()
-    try:
-        text = first.decode("utf-8-sig").rstrip("\r\n")
-    except UnicodeDecodeError:
-        raise IngestError(f"{path}: line 1 (header) is not UTF-8 text") from None
-    names = next(csv.reader([text], delimiter=delimiter))
-    seen: dict[str, int] = {}
-    out = []
-    for i, name in enumerate(names):
-        name = name.strip() or f"column{i + 1}"
-        if name in seen:
-            seen[name] += 1
-            name = f"{name}_{seen[name]}"
-        else:
-            seen[name] = 0
-        out.append(name)
-    return out
-
-
 def _stage_csv(con: duckdb.DuckDBPyConnection, f: InputFile, build: Build) -> Staged:
-    columns = _header(f.path, f.delimiter)
+    """DuckDB's reader for a regular file (one line ending, UTF-8, no NUL or stray CR), the
+    exact reader for any other, and for a file DuckDB gives up on or whose bad rows' lines it
+    cannot tell."""
+    facts = scan(f.path)
+    columns = csv_exact.header(f.path, f.delimiter, facts.newline)
+    if not facts.regular:
+        build(raw_source(columns))  # a file-level error (a required column missing) first
+        return _stage_csv_exact(con, f, columns, facts.newline, build)
     col_spec = (
         "{" + ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for c in columns) + "}"
     )
@@ -160,8 +162,9 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, f: InputFile, build: Build) -> St
     sql = build(src)  # a file-level error (a required column missing) before any reading
     try:
         con.execute(sql, src.params)
-    except duckdb.Error as exc:
-        raise IngestError(f"{f.path}: cannot be read as CSV: {str(exc).splitlines()[0]}") from None
+    except duckdb.Error:  # the exact reader takes whatever DuckDB's cannot
+        _drop_fast_path(con)
+        return _stage_csv_exact(con, f, columns, facts.newline, build)
     rows = con.execute(
         """
         SELECT line, any_value(column_name), string_agg(DISTINCT CAST(error_type AS VARCHAR), ','),
@@ -169,19 +172,27 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, f: InputFile, build: Build) -> St
         FROM csv_rejects GROUP BY line ORDER BY line
         """
     ).fetchall()
-    if not rows:
+    failed = _scalar(con, "SELECT count(*) FROM checked WHERE _reason IS NOT NULL")
+    if not rows and not failed:
         return Staged(con, columns, needs_line_resolution=True)
     multi_line = any(r[3] is not None and "\n" in r[3] for r in rows)
-    unterminated = any("UNQUOTED VALUE" in (r[2] or "") for r in rows)
+    # an unterminated quote may swallow the lines after it; a long line is no bad row
+    unterminated = any(k in (r[2] or "") for r in rows for k in ("UNQUOTED VALUE", "LINE SIZE"))
     good = _scalar(con, "SELECT count(*) FROM checked")
+    # one record a line, no blank line: a bad row's physical line follows from its position
     lines_add_up = good + len(rows) == count_lines(f.path) - 1
     if multi_line or unterminated or not lines_add_up:
-        con.execute("DROP TABLE checked")
-        return _stage_csv_exact(con, f, columns, build)
+        _drop_fast_path(con)
+        return _stage_csv_exact(con, f, columns, facts.newline, build)
     rejects = [
         Reject(int(r[0]), _reject_field(r[2], r[1]), _reject_reason(r[2], r[4]), r[3]) for r in rows
     ]
     return Staged(con, columns, rejects, [r.line for r in rejects], needs_line_resolution=True)
+
+
+def _drop_fast_path(con: duckdb.DuckDBPyConnection) -> None:
+    for table in ("checked", "csv_rejects", "csv_scans"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _reject_field(kinds: str, column: str | None) -> str | None:
@@ -203,42 +214,25 @@ def _reject_reason(kinds: str, message: str | None) -> str:
 
 
 def _stage_csv_exact(
-    con: duckdb.DuckDBPyConnection, f: InputFile, columns: list[str], build: Build
+    con: duckdb.DuckDBPyConnection,
+    f: InputFile,
+    columns: list[str],
+    newline: bytes,
+    build: Build,
 ) -> Staged:
+    """Stage the file through the exact reader (:mod:`crossrec.ingest.csv_exact`) into
+    ``raw``, a batch at a time, and validate from there."""
     _create_raw(con, columns)
     rejects: list[Reject] = []
     buffer: list[list[Any]] = []
-    n = len(columns)
-    with f.path.open("rb") as fh:
-        fh.readline()  # header
-        for lineno, raw in enumerate(fh, start=2):
-            raw = raw.rstrip(b"\r\n")
-            text = _decode(lineno, raw, rejects)
-            if text is None:
-                continue
-            if not text.strip():
-                continue
-            if text.count('"') % 2:
-                rejects.append(Reject(lineno, None, "unterminated quote", text))
-                continue
-            try:
-                values = next(csv.reader([text], delimiter=f.delimiter, strict=True))
-            except csv.Error as exc:
-                rejects.append(Reject(lineno, None, f"malformed CSV: {exc}", text))
-                continue
-            if len(values) != n:
-                rejects.append(
-                    Reject(
-                        lineno,
-                        None,
-                        f"wrong number of fields: expected {n}, found {len(values)}",
-                        text,
-                    )
-                )
-                continue
-            buffer.append([lineno, *[v if v != "" else None for v in values]])
-            if len(buffer) >= _BATCH:
-                _flush(con, columns, buffer)
+    for row in csv_exact.rows(f.path, f.delimiter, newline, len(columns)):
+        if isinstance(row, csv_exact.Bad):
+            rejects.append(Reject(row.line, None, row.reason, row.raw))
+            continue
+        lineno, values = row
+        buffer.append([lineno, *[v if v != "" else None for v in values]])
+        if len(buffer) >= _BATCH:
+            _flush(con, columns, buffer)
     _flush(con, columns, buffer)
     con.execute(build(raw_source(columns)))
     return Staged(con, columns, rejects)
@@ -259,7 +253,9 @@ def json_text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=repr)
 
 
-def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path, build: Build) -> Staged:
+def _stage_jsonl(
+    con: duckdb.DuckDBPyConnection, path: Path, build: Build, typed: Mapping[str, str]
+) -> Staged:
     columns: list[str] = []
     _create_raw(con, columns)
     rejects: list[Reject] = []
@@ -268,20 +264,24 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path, build: Build) -> St
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             raw = raw.strip()
-            if not raw:
-                continue
-            text = _decode(lineno, raw, rejects)
-            if text is None:
+            if not raw or raw == BOM_BYTES:
                 continue
             try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                rejects.append(Reject(lineno, None, f"not valid JSON: {exc.msg}", text))
+                obj = jsonsafe.decode(raw)  # bounded: digits, depth, sizes; a BOM skipped
+            except jsonsafe.JsonRejected as exc:
+                reason = exc.reason
+                if reason.startswith("bad encoding"):
+                    reason += f" ({csv_exact.LATIN1_NOTE})"
+                rejects.append(Reject(lineno, exc.field, reason, _text(raw)))
                 continue
             if not isinstance(obj, dict):
-                rejects.append(Reject(lineno, None, "not a JSON object", text))
+                rejects.append(Reject(lineno, None, "not a JSON object", _text(raw)))
                 continue
             parsed_any = True
+            problem = _type_problem(obj, typed)
+            if problem is not None:
+                rejects.append(Reject(lineno, problem[0], problem[1], _text(raw)))
+                continue
             row: dict[str, Any] = {"_line": lineno}
             for key, value in obj.items():
                 key = str(key)
@@ -298,6 +298,24 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path, build: Build) -> St
         raise IngestError(f"{path}: not a JSON-lines table (no line is a JSON object)")
     con.execute(build(raw_source(columns)))
     return Staged(con, columns, rejects)
+
+
+def _type_problem(obj: dict[str, Any], typed: Mapping[str, str]) -> tuple[str, str] | None:
+    """``(field, reason)`` of the first canonical field of wrong JSON type (the rule records
+    from HTTP and Kafka follow), or None."""
+    for key, canon in typed.items():
+        problem = jsonsafe.type_problem(canon, obj.get(key))
+        if problem is not None:
+            return canon, problem
+    return None
+
+
+def _text(raw: bytes) -> str:
+    """A line as quarantine text: UTF-8, or its bytes as Latin-1 (byte for byte)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def _count_nonblank(path: Path) -> int:
@@ -333,16 +351,6 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path, build: Build) -> 
 
 
 # -- helpers --------------------------------------------------------------------------------------
-def _decode(lineno: int, raw: bytes, rejects: list[Reject]) -> str | None:
-    """The line as UTF-8 text, or None after recording it as a bad-encoding reject."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        reason = f"bad encoding: not UTF-8 text at byte {exc.start}"
-        rejects.append(Reject(lineno, None, reason, raw.decode("utf-8", errors="replace")))
-        return None
-
-
 def _create_raw(con: duckdb.DuckDBPyConnection, columns: list[str]) -> None:
     cols = ", ".join(f"{quote_ident(c)} VARCHAR" for c in columns)
     con.execute(f"CREATE TABLE raw (_line BIGINT{', ' + cols if cols else ''})")

@@ -15,10 +15,9 @@ from json.encoder import encode_basestring as _encode_string
 from typing import Any
 
 from crossrec import schema
+from crossrec.ingest.jsonsafe import type_problem
 from crossrec.ingest.readers import json_text
 
-#: Canonical keys whose values are parsed: a JSON number or a string holding one.
-_PARSED_FIELDS = ("value", "timestamp")
 _CANONICAL_KEYS = frozenset(schema.EVENT_FIELDS)
 
 
@@ -44,16 +43,6 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _type_name(value: Any) -> str:
-    return {
-        dict: "an object",
-        list: "an array",
-        bool: "a boolean",
-        float: "a number",
-        str: "a string",
-    }.get(type(value), type(value).__name__)
 
 
 class Reject(Exception):
@@ -106,14 +95,9 @@ def canonical(
         if value is None:
             texts.append(None)
             continue
-        if key in _PARSED_FIELDS:
-            ok = isinstance(value, str | int | float) and not isinstance(value, bool)
-            want = "a number or a string"
-        else:
-            ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
-            want = "a string or an integer"
-        if not ok:
-            raise Reject(key, f"wrong type: {key} must be {want}, not {_type_name(value)}")
+        problem = type_problem(key, value)  # the one rule of files, POSTs and messages
+        if problem is not None:
+            raise Reject(key, problem)
         texts.append(_safe_text(key, value))
     attrs: dict[str, str | None] = {}
     idents: dict[str, str] = {}

@@ -72,6 +72,8 @@ class RecordSummary:
     accounts: list[str]
     seconds: float
     reasons: dict[str, int] = field(default_factory=dict)
+    #: With ``strict``: the bad records of a batch that was therefore not stored, by number.
+    rejected: list[Bad] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,6 +89,8 @@ class MixedResult:
     #: ``(platform, pseudonym)`` of the accounts with valid records, sorted, distinct.
     accounts: list[tuple[str, str]]
     reasons: dict[str, int]
+    #: With ``strict``: the bad records of a batch that was therefore not stored.
+    rejected: list[Bad] = field(default_factory=list)
 
 
 class RecordIngestor:
@@ -136,6 +140,7 @@ class RecordIngestor:
         source: str,
         numbers: Sequence[int] | None = None,
         extra: Callable[[], None] | None = None,
+        strict: bool = False,
     ) -> RecordSummary:
         """Validate, quarantine, pseudonymise, dedupe and store a batch of one platform.
 
@@ -153,6 +158,9 @@ class RecordIngestor:
             by default records are numbered 1..n and each call is quarantined on its own.
         extra : callable, optional
             Run inside the store transaction that writes the events (e.g. to store offsets).
+        strict : bool
+            All or nothing: a batch with a bad record stores and quarantines nothing; its bad
+            records come back in ``rejected`` (the HTTP API's default).
 
         Raises
         ------
@@ -173,6 +181,7 @@ class RecordIngestor:
             records,
             origins=[(source, fp, n) for n in nums],
             extra=extra,
+            strict=strict,
         )
         return RecordSummary(
             platform=platform,
@@ -183,6 +192,7 @@ class RecordIngestor:
             accounts=[a for _, a in result.accounts],
             seconds=round(time.perf_counter() - started, 6),
             reasons=result.reasons,
+            rejected=result.rejected,
         )
 
     def ingest_mixed(
@@ -194,6 +204,7 @@ class RecordIngestor:
         bad: Sequence[Bad] = (),
         raws: Sequence[str] | None = None,
         extra: Callable[[], None] | None = None,
+        strict: bool = False,
     ) -> MixedResult:
         """Ingest records of several platforms at once (the stream consumer's batch).
 
@@ -209,7 +220,7 @@ class RecordIngestor:
             return raws[i] if raws is not None else raw_json(records[i])
 
         with self._lock:
-            return self._ingest(platforms, records, origins, list(bad), raw_of, extra)
+            return self._ingest(platforms, records, origins, list(bad), raw_of, extra, strict)
 
     # -- steps ----------------------------------------------------------------------------------
     def _ingest(
@@ -220,6 +231,7 @@ class RecordIngestor:
         bad: list[Bad],
         raw_of: Callable[[int], str],
         extra: Callable[[], None] | None,
+        strict: bool = False,
     ) -> MixedResult:
         staged, personal = self._stage_rows(platforms, records, origins, bad, raw_of)
         good: pa.Table | None = None
@@ -256,6 +268,8 @@ class RecordIngestor:
             if valid:
                 pseud = self._pseudonyms(set(pairs))
                 good = _good(checked.filter(pa.array(keep, pa.bool_())), [pseud[k] for k in pairs])
+        if strict and bad:  # all or nothing: the caller is told, nothing is kept
+            return MixedResult(0, 0, 0, [], {}, sorted(bad, key=lambda b: b.number))
         self._quarantine.write(bad)  # before the store commits: a replayed batch re-adds nothing
         accepted = duplicates = 0
         store = self.ws.store
@@ -409,6 +423,7 @@ def ingest_records(
     source: str,
     extra: Callable[[], None] | None = None,
     numbers: Sequence[int] | None = None,
+    strict: bool = False,
 ) -> RecordSummary:
     """Ingest a batch of event records of ``platform`` into ``ws`` (see
     :meth:`RecordIngestor.ingest`; the workspace keeps one ingestor between calls).
@@ -417,4 +432,6 @@ def ingest_records(
     ... # doctest: +SKIP
     RecordSummary(platform='video', source='http', accepted=1, quarantined=0, ...)
     """
-    return ws.record_ingestor.ingest(platform, records, source=source, numbers=numbers, extra=extra)
+    return ws.record_ingestor.ingest(
+        platform, records, source=source, numbers=numbers, extra=extra, strict=strict
+    )

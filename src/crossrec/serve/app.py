@@ -22,8 +22,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from crossrec import errors
+from crossrec.ingest import jsonsafe
 from crossrec.serve import schemas as s
 from crossrec.serve.auth import TokenInfo
 from crossrec.serve.limits import BodyLimitMiddleware, retry_after_header
@@ -35,6 +37,8 @@ log = logging.getLogger("crossrec.serve")
 API_TITLE = "crossrec"
 PLATFORM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 MAX_ID_LENGTH = 512
+#: Status recorded for a request whose client went away mid-body (nginx's "client closed").
+CLIENT_CLOSED = 499
 
 _STATUS: tuple[tuple[type[errors.CrossrecError], int], ...] = (
     (errors.NotFoundError, 404),
@@ -118,13 +122,15 @@ WriteToken = Annotated[TokenInfo, Depends(require("write"))]
 
 
 def parse_events(raw: bytes, max_batch: int) -> list[Any]:
-    """The POSTed JSON array of events. A body that is not a JSON array is a client mistake
-    (HTTPException naming ``body``; 413 for more than ``max_batch`` events); a bad event in
-    the array is not: ingest quarantines it with its number and reason, as in file ingest."""
+    """The POSTed JSON array of events, decoded by the bounded decoder of every ingest path
+    (:mod:`crossrec.ingest.jsonsafe`: digits, depth, string and key sizes; a BOM skipped). A
+    body that is not a JSON array is a client mistake (HTTPException naming ``body``: 400 for
+    a body that does not decode, 422 for one that is not an array, 413 for more than
+    ``max_batch`` events); the events themselves are checked by ingest."""
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _field_error(400, f"not valid JSON: {exc}", "body") from None
+        data = jsonsafe.decode(raw)
+    except jsonsafe.JsonRejected as exc:
+        raise _field_error(400, exc.reason, "body") from None
     if not isinstance(data, list):
         raise _field_error(422, "must be a JSON array of event objects", "body")
     if len(data) > max_batch:
@@ -142,6 +148,19 @@ class FieldError(HTTPException):
 
 def _field_error(status: int, message: str, field: str) -> FieldError:
     return FieldError(status, f"{field}: {message}", field)
+
+
+def _batch_errors(rejected: list[Any], n: int) -> JSONResponse:
+    """422 naming every invalid event of a batch that was not stored (record numbers count
+    from 1, array indexes from 0)."""
+    errs = [{"index": b.number - 1, "field": b.field, "reason": b.reason} for b in rejected]
+    first = errs[0]
+    where = f"body[{first['index']}]" + (f".{first['field']}" if first["field"] else "")
+    message = (
+        f"{len(errs)} of {n} events are invalid, e.g. {where}: {first['reason']}; nothing was "
+        "stored (fix them, or send ?on_error=quarantine to store the valid ones)"
+    )
+    return JSONResponse({"error": message, "field": where, "errors": errs}, status_code=422)
 
 
 def _finite(x: float) -> float:
@@ -206,6 +225,12 @@ def _install_error_handlers(app: FastAPI) -> None:
             log.error("%s %s: %s", request.method, request.url.path, exc)
         return error_response(status, str(exc))
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # not a server failure: no traceback, and 499 (client closed request) in the metrics
+        log.info("%s %s: the client closed the connection", request.method, request.url.path)
+        return error_response(CLIENT_CLOSED, "the client closed the connection mid-request")
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path)
@@ -265,8 +290,18 @@ def _routes(app: FastAPI) -> None:
         tags=["events"],
         responses={
             413: {"model": s.ErrorBody, "description": "Body or batch too large."},
-            400: {"model": s.ErrorBody, "description": "Body is not JSON."},
+            400: {
+                "model": s.ErrorBody,
+                "description": "Body is not JSON, or beyond a limit of the decoder (digits of "
+                "a number, nesting depth, length of a string or key).",
+            },
             **_ERRORS,
+            422: {
+                "model": s.BatchErrors,
+                "description": "With on_error=reject (the default): an event is invalid; "
+                "nothing of the batch was stored, `errors` names every invalid event. Also a "
+                "body that is not an array, or an invalid parameter (`error`, `field`).",
+            },
         },
         openapi_extra={
             "requestBody": {
@@ -279,13 +314,29 @@ def _routes(app: FastAPI) -> None:
             }
         },
     )
-    async def post_events(platform: Platform, request: Request, token: WriteToken) -> Any:
+    async def post_events(
+        platform: Platform,
+        request: Request,
+        token: WriteToken,
+        on_error: Annotated[
+            str,
+            Query(
+                pattern="^(reject|quarantine)$",
+                description="`reject`: a batch with an invalid event is refused whole (422) "
+                "and nothing of it is stored. `quarantine`: invalid events are quarantined "
+                "with their number and reason, the others stored (200 with counts).",
+            ),
+        ] = "reject",
+    ) -> Any:
         """Ingest a JSON array of events; the accounts they touch are updated online."""
         state = _state(request)
         records = parse_events(await request.body(), state.config.max_batch)
+        strict = on_error == "reject"
         summary = await run_in_threadpool(
-            state.ingest, platform, records, source=f"http:{token.id}"
+            state.ingest, platform, records, source=f"http:{token.id}", strict=strict
         )
+        if summary.rejected:
+            return _batch_errors(summary.rejected, len(records))
         return {
             "accepted": summary.accepted,
             "quarantined": summary.quarantined,

@@ -20,8 +20,10 @@ class ErrorBody(BaseModel):
 class EventRecord(BaseModel):
     """One canonical event. Keys other than these are kept as the event's attributes.
 
-    Records are validated like file ingest: a bad record (no account, unreadable timestamp,
-    ...) is quarantined with its record number and reason, the others are stored.
+    Records are validated like file ingest (no account, unreadable timestamp, an object as
+    an id...). By default a batch with a bad record is refused whole with 422 and every bad
+    record's index, field and reason; with ``on_error=quarantine`` bad records are quarantined
+    with their number and reason and the others are stored.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -38,6 +40,26 @@ class EventRecord(BaseModel):
     )
 
 
+class EventError(BaseModel):
+    """Why one event of a POSTed batch is invalid."""
+
+    index: int = Field(description="Position of the event in the array, from 0.")
+    field: str | None = Field(description="The offending field, e.g. `account`, `value`.")
+    reason: str = Field(description="What is wrong, as the quarantine would say it.")
+
+
+class BatchErrors(BaseModel):
+    """A batch refused whole (the default, ``on_error=reject``): nothing of it was stored."""
+
+    error: str = Field(description="How many events are invalid; nothing was stored.")
+    field: str | None = Field(default=None, description="The first offending field.")
+    errors: list[EventError] = Field(
+        default_factory=list,
+        description="Every invalid event, in array order (absent when the parameters or the "
+        "body as a whole are to blame).",
+    )
+
+
 class IngestResult(BaseModel):
     accepted: int = Field(description="Events stored.")
     quarantined: int = Field(description="Records refused, kept in the quarantine.")
@@ -48,6 +70,8 @@ class RecommendedItem(BaseModel):
     item: str
     score: float
     reason: str
+    title: str | None = Field(default=None, description="The catalogue's title, else null.")
+    category: str | None = Field(default=None, description="The catalogue's category, else null.")
 
 
 class Recommendations(BaseModel):

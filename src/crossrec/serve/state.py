@@ -305,10 +305,18 @@ class ServeState:
                 loaded.recommender.update_account(*key)
 
     # -- writes --------------------------------------------------------------------------------
-    def ingest(self, platform: str, records: list[dict[str, Any]], *, source: str) -> RecordSummary:
-        """Store events (one transaction), then update the touched accounts online."""
+    def ingest(
+        self,
+        platform: str,
+        records: list[dict[str, Any]],
+        *,
+        source: str,
+        strict: bool = False,
+    ) -> RecordSummary:
+        """Store events (one transaction), then update the touched accounts online (with
+        ``strict``, a batch with a bad event stores nothing: ``summary.rejected``)."""
         with self._write_lock:
-            summary = self.ws.ingest_records(platform, records, source=source)
+            summary = self.ws.ingest_records(platform, records, source=source, strict=strict)
             self.metrics.events.labels(platform).inc(summary.accepted)
             self.metrics.quarantined.labels(platform).inc(summary.quarantined)
             if summary.accepted:

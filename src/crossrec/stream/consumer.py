@@ -19,7 +19,6 @@ payload, once per offset however often a batch is replayed; they never stop the 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -28,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from crossrec.errors import CrossrecError, InputError, NotFoundError
+from crossrec.ingest import jsonsafe
 from crossrec.ingest.pipeline import check_platform
 from crossrec.ingest.record_quarantine import Bad, source_fingerprint
 
@@ -378,19 +378,14 @@ class StreamConsumer:
 
 
 def _decode(value: bytes | None) -> tuple[dict[str, Any] | None, str | None, str | None]:
-    """``(record, None, None)``, or ``(None, field, reason)`` for a malformed message."""
+    """``(record, None, None)``, or ``(None, field, reason)`` for a malformed message (the
+    bounded decoder of every path: :func:`crossrec.ingest.jsonsafe.decode`)."""
     if not value:
         return None, None, "empty message"
     try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return None, None, f"bad encoding: not UTF-8 text at byte {exc.start}"
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return None, None, f"not valid JSON: {exc.msg}"
-    except RecursionError:
-        return None, None, "not valid JSON: nested too deeply"
+        obj = jsonsafe.decode(value)
+    except jsonsafe.JsonRejected as exc:
+        return None, exc.field, exc.reason
     if not isinstance(obj, dict):
         return None, None, "not a JSON object"
     return obj, None, None
