@@ -317,3 +317,47 @@ def test_junk_messages_never_stop_the_stream(junk_consumer, values, start):
     assert batch.offsets == ends
     stored = junk_consumer.ws.store.stream_offsets("crossrec", "t")
     assert all(stored[p] == o for p, o in ends.items())
+
+
+@pytest.mark.kafka
+def test_poison_messages_are_quarantined_and_the_stream_goes_on(tmp_path, broker):
+    """The hostile corpus as messages (a 5,000-digit number, 50,000-deep nesting, sizes over
+    the limits, wrong types...): `crossrec consume` quarantines each with its topic, partition
+    and offset, stores the rest, commits every offset, and a restart has nothing left."""
+    from confluent_kafka import Producer
+
+    from crossrec.workspace import Workspace
+    from tests.hostile_corpus import DOCUMENTS
+
+    topic = f"poison-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions=1)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "message.max.bytes": 2_000_000})
+    for i, case in enumerate(DOCUMENTS):
+        producer.produce(topic, case.data, partition=0)
+        producer.produce(topic, _good(i), partition=0)  # a good event after each
+    assert producer.flush(10) == 0
+    root = tmp_path / "ws"
+    Workspace.init(root).close()
+    proc = _cli(root, broker, topic, "--batch-size", "4", "--idle-timeout", "2", "--json")
+    out, errors = proc.communicate(timeout=120)
+    assert proc.returncode == 0, errors
+    assert "Traceback" not in errors
+    summary = json.loads(out)
+    stored = sum(c.stored for c in DOCUMENTS)
+    n = 2 * len(DOCUMENTS)
+    assert (summary["messages"], summary["accepted"]) == (n, len(DOCUMENTS) + stored)
+    assert summary["quarantined"] == len(DOCUMENTS) - stored
+    with Workspace(root) as ws:
+        assert ws.store.stream_offsets("crossrec", topic) == {0: n}
+        rows = {r["line"]: r for r in ws.quarantine().list(limit=100)}
+        for i, case in enumerate(DOCUMENTS):
+            if case.stored:
+                assert 2 * i not in rows
+                continue
+            row = rows[2 * i]  # the message's offset
+            assert row["file"] == f"kafka:{topic}/0"
+            assert (row["field"], row["reason"][: len(case.reason)]) == (case.field, case.reason)
+    again = _cli(root, broker, topic, "--idle-timeout", "1", "--json")
+    out, errors = again.communicate(timeout=120)
+    assert again.returncode == 0, errors
+    assert json.loads(out)["messages"] == 0  # nothing stuck, nothing read twice
