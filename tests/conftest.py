@@ -30,3 +30,25 @@ def write(path: Path, text: str | bytes) -> Path:
     else:
         path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local[2] Spark session for the whole test run (start-up takes seconds)."""
+    from crossrec.spark_session import java_problem, spark_session
+
+    problem = java_problem()
+    if problem is not None:
+        pytest.skip(f"Spark tests need Java 17: {problem}")
+    session = spark_session(
+        "local[2]",
+        {
+            "spark.sql.shuffle.partitions": "2",
+            "spark.default.parallelism": "2",
+            "spark.ui.enabled": "false",
+            "spark.driver.memory": "2g",
+        },
+        app_name="crossrec-tests",
+    )
+    yield session
+    session.stop()

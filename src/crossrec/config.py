@@ -83,6 +83,9 @@ class TrainConfig(_Section):
     #: sentence-transformers model directory.
     encoder: str = "minilm"
     cf_model: Literal["als", "bpr"] = "als"
+    #: Where ALS is fitted: ``implicit`` (in process) or ``spark`` (``pyspark.ml`` ALS on the
+    #: ``[engine]`` master with the ``[spark]`` settings; ALS only). Both save the same files.
+    cf_engine: Literal["implicit", "spark"] = "implicit"
     factors: int = Field(default=64, ge=2)
     cf_iterations: int = Field(default=15, ge=1)
     regularization: float = Field(default=0.05, ge=0)
@@ -104,6 +107,13 @@ class TrainConfig(_Section):
     recency_half_life_days: float = Field(default=180.0, gt=0)
     sequence: SequenceConfig = Field(default_factory=SequenceConfig)
 
+    @field_validator("cf_engine")
+    @classmethod
+    def _spark_fits_als(cls, v: str, info: Any) -> str:
+        if v == "spark" and info.data.get("cf_model") != "als":
+            raise ValueError("cf_engine 'spark' fits ALS only: set cf_model = 'als'")
+        return v
+
 
 class IndexConfig(_Section):
     #: Collections up to this size use the exact index; larger ones use HNSW.
@@ -113,6 +123,40 @@ class IndexConfig(_Section):
     ef_search: int = Field(default=256, ge=8)
     #: Queries sampled to measure the ANN recall against the exact index at build time.
     recall_sample: int = Field(default=1_000, ge=10)
+
+
+class EngineConfig(_Section):
+    #: Where the batch link job's heavy steps run: ``local`` (in process) or ``spark``.
+    kind: Literal["local", "spark"] = "local"
+    #: Spark master URL (``local[2]``, ``spark://host:7077``, ``yarn``...), for ``kind = "spark"``
+    #: and ``[train] cf_engine = "spark"``.
+    master: str = "local[2]"
+    #: Rows per fixed-size chunk of the chunked steps (search, scoring): the same chunks on
+    #: both engines, so both give the same numbers.
+    chunk_rows: int = Field(default=4096, ge=1)
+    #: Folder for the Parquet files handed to Spark (a fresh temporary folder when empty).
+    work_dir: str = ""
+
+
+def _flatten_spark(data: Any, prefix: str = "") -> dict[str, str]:
+    """``{"spark": {"driver": {"memory": "2g"}}}`` → ``{"spark.driver.memory": "2g"}``."""
+    if not isinstance(data, dict):
+        raise ValueError("must be a table of Spark settings")
+    flat: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten_spark(value, f"{name}."))
+        elif isinstance(value, bool):
+            flat[name] = "true" if value else "false"
+        elif isinstance(value, (str, int, float)):
+            flat[name] = str(value)
+        else:
+            raise ValueError(f"{name}: a Spark setting must be a string, number or boolean")
+    bad = sorted(k for k in flat if not k.startswith("spark."))
+    if bad:
+        raise ValueError(f"Spark settings start with 'spark.' (got {', '.join(bad)})")
+    return flat
 
 
 class LinkConfig(_Section):
@@ -170,6 +214,15 @@ class Config(_Section):
     link: LinkConfig = Field(default_factory=LinkConfig)
     recommend: RecommendConfig = Field(default_factory=RecommendConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    #: Spark settings passed through as the session's conf (keys ``spark.*``; nested TOML
+    #: tables are joined with dots), over crossrec's defaults (``spark.driver.memory = "2g"``).
+    spark: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("spark", mode="before")
+    @classmethod
+    def _spark_conf(cls, v: Any) -> dict[str, str]:
+        return _flatten_spark(v)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = CONFIG_FILE) -> Config:
@@ -222,6 +275,7 @@ seed = 42
 # a path to a local sentence-transformers model directory
 encoder = "minilm"
 cf_model = "als"          # als | bpr
+cf_engine = "implicit"    # implicit | spark (ALS fitted by pyspark.ml on the [engine] master)
 factors = 64
 cf_iterations = 15
 regularization = 0.05
@@ -262,6 +316,18 @@ hnsw_m = 32
 ef_construction = 80
 ef_search = 256
 recall_sample = 1000
+
+[engine]
+# Where the batch link job's heavy steps run: local (in process) | spark.
+kind = "local"
+master = "local[2]"       # Spark master URL, for kind = "spark" and cf_engine = "spark"
+chunk_rows = 4096         # rows per fixed chunk: the same chunks, the same numbers on both
+work_dir = ""             # Parquet hand-over folder for Spark ("" = a temporary folder)
+
+[spark]
+# Passed through as Spark conf over crossrec's defaults, e.g.
+# "spark.driver.memory" = "2g"
+# "spark.sql.shuffle.partitions" = 8
 
 [link]
 top_k = 20

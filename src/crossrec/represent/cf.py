@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +39,7 @@ from crossrec.config import TrainConfig
 from crossrec.errors import InputError, ModelError
 
 CFKind = Literal["als", "bpr"]
+CFEngine = Literal["implicit", "spark"]
 _META_FILE = "cf.json"
 _FORMAT = 1
 
@@ -61,6 +62,11 @@ class CFModel:
     num_threads : int or None
         Threads for training; 0 means all cores. ``None``: all cores for ALS, one for BPR
         (deterministic).
+    engine : {"implicit", "spark"}
+        Where ALS is fitted: in process, or on Spark (:mod:`crossrec.represent.cf_spark`,
+        ALS only); the fitted model is the same kind of object either way.
+    spark_master, spark_conf
+        The Spark session for ``engine="spark"`` (an active session is reused).
 
     Examples
     --------
@@ -80,9 +86,20 @@ class CFModel:
         learning_rate: float = 0.01,
         seed: int = 42,
         num_threads: int | None = None,
+        engine: CFEngine = "implicit",
+        spark_master: str = "local[2]",
+        spark_conf: Mapping[str, str] | None = None,
     ) -> None:
         if kind not in ("als", "bpr"):
             raise InputError(f"unknown CF model {kind!r}", hint="use 'als' or 'bpr'")
+        if engine not in ("implicit", "spark") or (engine == "spark" and kind != "als"):
+            raise InputError(
+                f"cannot fit {kind!r} with cf_engine {engine!r}",
+                hint="cf_engine = 'spark' fits ALS only; use 'implicit' for BPR",
+            )
+        self.engine: CFEngine = engine
+        self.spark_master = spark_master
+        self.spark_conf = dict(spark_conf or {})
         if factors < 2 or iterations < 1 or regularization < 0 or learning_rate <= 0:
             raise InputError(
                 "CF parameters out of range",
@@ -103,9 +120,17 @@ class CFModel:
         self._seen_updates: dict[int, np.ndarray] = {}
 
     @classmethod
-    def from_config(cls, config: TrainConfig, *, num_threads: int | None = None) -> CFModel:
-        """A model with the ``[train]`` settings ``cf_model``, ``factors``, ``cf_iterations``,
-        ``regularization``, ``learning_rate`` and ``seed``."""
+    def from_config(
+        cls,
+        config: TrainConfig,
+        *,
+        num_threads: int | None = None,
+        spark_master: str = "local[2]",
+        spark_conf: Mapping[str, str] | None = None,
+    ) -> CFModel:
+        """A model with the ``[train]`` settings ``cf_model``, ``cf_engine``, ``factors``,
+        ``cf_iterations``, ``regularization``, ``learning_rate`` and ``seed``; the Spark
+        session settings (``[engine] master``, ``[spark]``) for ``cf_engine = "spark"``."""
         return cls(
             config.cf_model,
             factors=config.factors,
@@ -114,6 +139,9 @@ class CFModel:
             learning_rate=config.learning_rate,
             seed=config.seed,
             num_threads=num_threads,
+            engine=config.cf_engine,
+            spark_master=spark_master,
+            spark_conf=spark_conf,
         )
 
     # -- training ----------------------------------------------------------------------------
@@ -138,6 +166,8 @@ class CFModel:
             )
         if matrix.nnz == 0:
             raise ModelError("the interaction matrix is empty", hint="ingest events first")
+        if self.engine == "spark":
+            return self._fit_spark(matrix)
         with _single_threaded_blas():
             model = self._new_implicit_model()
             try:
@@ -147,6 +177,27 @@ class CFModel:
                     f"{self.kind} training failed: {exc}",
                     hint="lower factors or learning_rate, or raise regularization",
                 ) from exc
+        self._model = model
+        self._seen_indptr, self._seen_indices = matrix.indptr, matrix.indices
+        self._seen_updates = {}
+        return self
+
+    def _fit_spark(self, matrix: sp.csr_matrix) -> CFModel:
+        """ALS fitted on Spark; its factors held by an implicit model as :meth:`load` does."""
+        from crossrec.represent.cf_spark import fit_als_spark
+
+        users, items = fit_als_spark(
+            matrix,
+            factors=self.factors,
+            iterations=self.iterations,
+            regularization=self.regularization,
+            seed=self.seed,
+            master=self.spark_master,
+            conf=self.spark_conf,
+        )
+        with _single_threaded_blas():
+            model = self._new_implicit_model()
+        model.user_factors, model.item_factors = users, items
         self._model = model
         self._seen_indptr, self._seen_indices = matrix.indptr, matrix.indices
         self._seen_updates = {}
