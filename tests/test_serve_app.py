@@ -172,7 +172,8 @@ def test_odd_requests_never_get_a_5xx(served):
         c.post("/v1/platforms/bad name/events", json=[], headers=h),
         c.delete(ACCOUNT.format(p="video", a="nobody"), headers=h),
     ]
-    assert [r.status_code for r in odd] == [200, 200, 404, 422, 404, 400, 400, 422, 422, 404]
+    # a NUL in an id breaks the identity rule (422); an id with "/" is an id like any other
+    assert [r.status_code for r in odd] == [422, 200, 200, 422, 404, 400, 400, 422, 422, 404]
     assert all(set(r.json()) == {"error", "field"} for r in odd if r.status_code >= 400)
 
 

@@ -14,6 +14,13 @@ What goes, for every erased ``(platform, pseudonym)``:
 * the deleted bytes: DuckDB keeps deleted rows' bytes in its file after a checkpoint, so the
   store and the quarantine are copied into fresh files that replace them.
 
+What stays, so that erasure holds: one suppression mark per erased account in the store's
+``erased_accounts`` table, a keyed hash of its pseudonym (:meth:`Pseudonymiser.erasure_mark`;
+neither the raw id nor the pseudonym, and useless without the workspace key). Every ingest path
+(files, HTTP, Kafka) checks it where ids are pseudonymised: events of an erased account that
+arrive later (a re-export, a retried POST, a replayed message) are quarantined with reason
+``erased`` and without their raw row, never stored.
+
 Finally every file of the workspace is scanned for the pseudonyms (as UTF-8 and as numpy's
 UTF-32); what still holds one is listed in ``leftovers``.
 
@@ -60,8 +67,9 @@ def forget(ws: Workspace, platform: str, raw_id: str, *, person: bool = False) -
     Returns
     -------
     dict
-        ``deleted_until`` (ISO-8601 UTC: data up to this moment is gone; events that arrive
-        later make a new account), ``accounts`` (``[[platform, pseudonym], ...]`` erased),
+        ``deleted_until`` (ISO-8601 UTC: data up to this moment is gone; events of the
+        account that arrive later are quarantined as ``erased``), ``accounts``
+        (``[[platform, pseudonym], ...]`` erased),
         ``removed`` (counts per store table, quarantine, model version and the report files
         changed) and ``leftovers`` (workspace files still holding a pseudonym: empty unless
         some file this code does not know names an account).
@@ -104,6 +112,9 @@ def forget(ws: Workspace, platform: str, raw_id: str, *, person: bool = False) -
         persons = store.read("persons", columns=["platform", "account", "person"])
         affected = _persons_of(persons, keys)
         tables = store.erase_accounts(sorted(keys))
+        ordered = sorted(keys)  # the suppression marks: later events of these are refused
+        marks = ws.pseudonymiser.erasure_marks(a for _, a in ordered)
+        store.add_erasure_marks([(p, m) for (p, _), m in zip(ordered, marks, strict=True)])
         split = _split_persons(store, affected)
         store.set_meta(_PENDING, deleted_until)
     _rewrite_store(ws)

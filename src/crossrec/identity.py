@@ -32,6 +32,10 @@ from typing import Any
 
 from crossrec.errors import InvalidIdError
 
+#: A platform name: 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit.
+PLATFORM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+PLATFORM_HINT = "use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+
 #: The longest raw id accepted, in characters (Unicode code points) after normalisation.
 MAX_ID_LENGTH = 512
 

@@ -91,6 +91,14 @@ class Pseudonymiser:
     def identifiers(self, kind: str, raw_values: Iterable[str]) -> list[str]:
         return ["i" + d for d in self._many(f"identifier\x1f{kind}", raw_values)]
 
+    def erasure_mark(self, pseudonym: str) -> str:
+        """The suppression mark an erased account leaves: a keyed hash of its pseudonym (not
+        the pseudonym itself, which erasure removes from every file, nor the raw id)."""
+        return "e" + self._digest("erased", pseudonym)
+
+    def erasure_marks(self, pseudonyms: Iterable[str]) -> list[str]:
+        return ["e" + d for d in self._many("erased", pseudonyms)]
+
     # -- the same pseudonyms computed by DuckDB -------------------------------------------------
     def account_sql(self, platform: str, raw: str) -> tuple[str, list[Any]]:
         """SQL for :meth:`account` of the VARCHAR expression ``raw``, and its parameters.
@@ -100,6 +108,10 @@ class Pseudonymiser:
         so it cannot appear in an error message.
         """
         return self._sql("a", f"account\x1f{platform}", raw)
+
+    def erasure_mark_sql(self, pseudonym: str) -> tuple[str, list[Any]]:
+        """SQL for :meth:`erasure_mark` of the VARCHAR expression ``pseudonym``."""
+        return self._sql("e", "erased", pseudonym)
 
     def identifier_sql(self, kind: str, raw: str) -> tuple[str, list[Any]]:
         """SQL for :meth:`identifier` of the VARCHAR expression ``raw``, and its parameters."""

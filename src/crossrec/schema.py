@@ -172,6 +172,18 @@ STREAM_OFFSETS = Table(
 )
 CANONICAL_TABLES: tuple[Table, ...] = (
     META,
+#: Suppression list: one keyed mark per erased account (``Pseudonymiser.erasure_mark`` of its
+#: pseudonym, never the raw id or the pseudonym); events of a marked account are quarantined
+#: with reason ``erased`` instead of being stored again.
+ERASED_ACCOUNTS = Table(
+    "erased_accounts",
+    (
+        ("platform", "VARCHAR NOT NULL"),
+        ("mark", "VARCHAR NOT NULL"),
+        ("erased_at", "TIMESTAMPTZ NOT NULL"),
+    ),
+    ("platform", "mark"),
+)
     EVENTS,
     ITEMS,
     ACCOUNTS,
@@ -184,6 +196,7 @@ CANONICAL_TABLES: tuple[Table, ...] = (
     STREAM_OFFSETS,
 )
 
+    ERASED_ACCOUNTS,
 #: The quarantine lives in its own database file so raw ids of bad rows never mix with the store.
 QUARANTINE = Table(
     "quarantine",

@@ -210,8 +210,12 @@ class Workspace:
         return recommend_json(self, platform, raw_id, k)
 
     def account_id(self, platform: str, raw_id: str) -> str:
-        """The stored pseudonym of a raw account id (commands take raw ids)."""
-        return self.pseudonymiser.account(platform, raw_id)
+        """The stored pseudonym of a raw account id (commands take raw ids), after the
+        identity rule (:func:`crossrec.identity.normalize_id`: ``"  u42 "`` is ``u42``); an
+        id the rule refuses raises :class:`~crossrec.errors.InvalidIdError`."""
+        from crossrec.identity import normalize_id
+
+        return self.pseudonymiser.account(platform, normalize_id(raw_id, "account"))
 
     def reader(self) -> Workspace:
         """A view of this workspace for reads from another thread (the HTTP service's

@@ -15,7 +15,14 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def forget(
         platform: Annotated[str, typer.Option("--platform", help="The account's platform.")],
-        account: Annotated[str, typer.Option("--account", help="The account's raw id.")],
+        account: Annotated[
+            str,
+            typer.Option(
+                "--account",
+                help="The account's raw id as the platform sent it (trimmed and normalised "
+                "as on ingest).",
+            ),
+        ],
         workspace: WorkspaceOpt = Path("."),
         person: Annotated[
             bool,
@@ -27,7 +34,11 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Erase an account from the store, the quarantine, every model version and the
-        reports, leaving no trace of it in the workspace's files."""
+        reports, leaving no trace of it in the workspace's files.
+
+        Erasure holds: the store keeps a suppression mark per erased account (a keyed hash,
+        never the raw id), so its events in a later file, POST or Kafka message are
+        quarantined with reason "erased" (without the raw row) instead of being stored."""
         from crossrec.store.lock import WriterLock
 
         with open_workspace(workspace) as ws, WriterLock(ws.root):

@@ -15,6 +15,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from crossrec.errors import InputError
 from crossrec.ingest import events as event_writer
 from crossrec.ingest import validate
 from crossrec.ingest.formats import detect, fingerprint
+from crossrec.ingest.quarantine import PendingRows
 from crossrec.ingest.readers import Source, Staged, stage, staging_connection
 from crossrec.progress import NullProgress, ProgressHook
 
@@ -138,11 +140,13 @@ class Ingestor:
                 lambda src: self._validation(kind, str(path), src, columns),
                 typed={columns.get(c, c): c for c in _TYPED[kind]},
             )
+            if kind == "events" and platform is not None:
+                suppress_erased(con, self.ws, platform)
             task.advance()
             task.advance()
             bad = self._bad_rows(con, staged, kind, platform, str(path), fp)
-            accepted, duplicates = write(
-                con, self._cmap, platform, str(path), fp, bad.num_rows, task
+            accepted, duplicates = self._commit(
+                bad, lambda: write(con, self._cmap, platform, str(path), fp, bad.num_rows, task)
             )
             task.advance()
         finally:
@@ -181,6 +185,8 @@ class Ingestor:
             return None
         valid = int(prior[0]["accepted"]) + int(prior[0]["duplicates"])
         quarantined = int(prior[0]["quarantined"])
+        if len(self.ws.quarantine().reasons(fp, "events")) < quarantined:
+            return None  # its bad rows were lost after its events committed: read it again
         store = self.ws.store
         with store.transaction():
             store.add_duplicates(valid)
@@ -277,8 +283,27 @@ class Ingestor:
                 ),
             }
         )
-        self.ws.quarantine().add(table)
         return table
+
+    def _commit(self, bad: pa.Table, write: Callable[[], tuple[int, int]]) -> tuple[int, int]:
+        """Run ``write`` (the file's store writes) and quarantine ``bad`` with it.
+
+        The bad rows are inserted in a quarantine transaction as the last step of the store
+        transaction and committed right after it: a crash before the store commits leaves
+        neither the events nor the bad rows; a crash between the two commits (one statement)
+        leaves the events, and ingesting the file again puts its bad rows back."""
+        pending: PendingRows | None = None
+        try:
+            with self.ws.store.transaction():  # the writer's own transaction joins this one
+                result = write()
+                pending = self.ws.quarantine().prepare(bad)
+        except BaseException:
+            if pending is not None:
+                pending.rollback()
+            raise
+        if pending is not None:
+            pending.commit()
+        return result
 
     def _log(self, kind: str, platform: str | None, file: str, fp: str, **counts: Any) -> None:
         self.ws.store.log_ingest(
@@ -423,6 +448,38 @@ class Ingestor:
                 seconds=round(time.perf_counter() - self._started, 3),
             )
         return result.inserted, result.duplicates
+
+
+def suppress_erased(con: duckdb.DuckDBPyConnection, ws: Workspace, platform: str) -> int:
+    """Turn the valid rows of ``checked`` whose account was erased (its pseudonym's mark is
+    in the store's suppression list) into bad rows with reason ``erased``; their raw row is
+    not kept. Returns how many rows that was (0 at no cost when nothing was ever erased)."""
+    marks = ws.store.erasure_marks(platform)
+    if not marks:
+        return 0
+    ps = ws.pseudonymiser
+    pseud, pseud_params = ps.account_sql(platform, "raw")
+    mark, mark_params = ps.erasure_mark_sql(f"({pseud})")
+    con.register("_erased_marks", pa.table({"mark": pa.array(marks, pa.string())}))
+    try:
+        # one mark per distinct account of the file, not per row
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _erased_raw AS
+            SELECT raw FROM (
+                SELECT DISTINCT account_raw AS raw FROM checked WHERE _reason IS NULL)
+            WHERE {mark} IN (SELECT mark FROM _erased_marks)
+            """,
+            mark_params + pseud_params,
+        )
+    finally:
+        con.unregister("_erased_marks")
+    n = con.execute(
+        "UPDATE checked SET _field = 'account', _reason = 'erased', _raw = NULL "
+        "WHERE _reason IS NULL AND account_raw IN (SELECT raw FROM _erased_raw)"
+    ).fetchall()
+    con.execute("DROP TABLE _erased_raw")
+    return int(n[0][0]) if n else 0
 
 
 def _reason_counts(reasons: list[str]) -> dict[str, int]:

@@ -236,6 +236,7 @@ class RecordIngestor:
         staged, personal = self._stage_rows(platforms, records, origins, bad, raw_of)
         good: pa.Table | None = None
         pseud: dict[tuple[str, str], str] = {}
+        suppressed: list[Bad] = []
         idents: list[tuple[str, str, str, str]] = []
         valid = 0
         if staged.num_rows:
@@ -267,9 +268,22 @@ class RecordIngestor:
             valid = len(pairs)
             if valid:
                 pseud = self._pseudonyms(set(pairs))
+                erased = self._erased(pseud)
+                if erased:  # accounts erased before: quarantined as such, never stored again
+                    for j, acct in enumerate(zip(plats, accounts, strict=True)):
+                        if keep[j] and acct in erased:
+                            keep[j] = False
+                            src, fp, num = origins[lines[j]]
+                            suppressed.append(Bad(src, fp, num, acct[0], "account", "erased", None))
+                    pairs = [k for k in pairs if k not in erased]
+                    idents = [x for x in idents if (x[0], x[1]) not in erased]
+                    pseud = {k: v for k, v in pseud.items() if k not in erased}
+                    valid = len(pairs)
+            if valid:
                 good = _good(checked.filter(pa.array(keep, pa.bool_())), [pseud[k] for k in pairs])
         if strict and bad:  # all or nothing: the caller is told, nothing is kept
             return MixedResult(0, 0, 0, [], {}, sorted(bad, key=lambda b: b.number))
+        bad += suppressed
         self._quarantine.write(bad)  # before the store commits: a replayed batch re-adds nothing
         accepted = duplicates = 0
         store = self.ws.store
@@ -372,6 +386,17 @@ class RecordIngestor:
                 for i, name in enumerate(("platform", "account", "kind", "value"))
             }
         )
+
+    def _erased(self, pseud: dict[tuple[str, str], str]) -> set[tuple[str, str]]:
+        """The (platform, raw account) keys of ``pseud`` whose account was erased (its
+        suppression mark is in the store); no work when nothing was ever erased."""
+        store = self.ws.store
+        if not store.count("erased_accounts"):
+            return set()
+        keys = sorted(pseud)
+        marks = self.ws.pseudonymiser.erasure_marks(pseud[k] for k in keys)
+        found = store.erased_among([(k[0], m) for k, m in zip(keys, marks, strict=True)])
+        return {k for k, m in zip(keys, marks, strict=True) if (k[0], m) in found}
 
     def _pseudonyms(self, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """Pseudonyms of distinct (platform, raw account) pairs, remembered between calls."""

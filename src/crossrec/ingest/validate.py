@@ -18,6 +18,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from crossrec.errors import IngestError
+from crossrec.identity import (
+    PLATFORM_HINT,
+    PLATFORM_PATTERN,
+    invalid_sql,
+    normalized_sql,
+    reason_sql,
+)
 from crossrec.ingest.readers import Source, quote_ident
 
 _SHOW = 60  # characters of an offending value quoted in a reason
@@ -218,7 +225,9 @@ def checked_events_sql(
             {_field_text(src, cmap.src("event_id"))} AS event_id{personal_in}{_passthrough(src)}
         FROM {src.relation}
     ), p AS (
-        SELECT *, {value} AS value, {ts_num} AS ts_num, {ts_iso} AS ts_iso FROM s
+        SELECT * REPLACE ({normalized_sql("account_raw")} AS account_raw,
+                {normalized_sql("item")} AS item),
+            {value} AS value, {ts_num} AS ts_num, {ts_iso} AS ts_iso FROM s
     ), q AS (
         SELECT *,
             CASE WHEN isfinite(ts_num) THEN
@@ -230,7 +239,9 @@ def checked_events_sql(
             CASE WHEN ts_sec >= {lo} AND ts_sec < {hi} THEN to_timestamp(ts_sec) END AS ts,
             CASE
                 WHEN account_raw IS NULL THEN 'account'
+                WHEN {invalid_sql("account_raw")} THEN 'account'
                 WHEN item IS NULL THEN 'item'
+                WHEN {invalid_sql("item")} THEN 'item'
                 WHEN value_raw IS NOT NULL AND (value IS NULL OR NOT isfinite(value))
                     THEN 'value'
                 WHEN ts_raw IS NOT NULL AND (ts_sec IS NULL OR ts_sec < {lo} OR ts_sec >= {hi})
@@ -238,7 +249,9 @@ def checked_events_sql(
             END AS _field,
             CASE
                 WHEN account_raw IS NULL THEN 'missing account'
+                WHEN {invalid_sql("account_raw")} THEN {reason_sql("account_raw", "account")}
                 WHEN item IS NULL THEN 'missing item'
+                WHEN {invalid_sql("item")} THEN {reason_sql("item", "item")}
                 WHEN value_raw IS NOT NULL AND value IS NULL
                     THEN 'unparsable value: ' || {_show("value_raw")}
                 WHEN value_raw IS NOT NULL AND NOT isfinite(value)
@@ -290,9 +303,11 @@ def checked_items_sql(cmap: ColumnMap, src: Source) -> str:
             {_field_text(src, cmap.src("category"))} AS category{_passthrough(src)}
         FROM {src.relation}
     ), r AS (
-        SELECT *, CASE WHEN item IS NULL THEN 'item' END AS _field,
-            CASE WHEN item IS NULL THEN 'missing item' END AS _reason
-        FROM s
+        SELECT *,
+            CASE WHEN item IS NULL OR {invalid_sql("item")} THEN 'item' END AS _field,
+            CASE WHEN item IS NULL THEN 'missing item'
+                WHEN {invalid_sql("item")} THEN {reason_sql("item", "item")} END AS _reason
+        FROM (SELECT * REPLACE ({normalized_sql("item")} AS item) FROM s)
     )
     SELECT _line, item, title, text, category, {_attrs(src, cmap.extras)} AS attrs,
         _field, _reason, CASE WHEN _reason IS NOT NULL THEN {_raw_json(src)} END AS _raw
@@ -306,6 +321,12 @@ def checked_links_sql(cmap: ColumnMap, src: Source) -> str:
     checks = []
     for field in ("platform_a", "account_a", "platform_b", "account_b"):
         checks.append((f"{field} IS NULL", field, f"'missing {field}'"))
+        if field.startswith("platform"):  # the rule `crossrec ingest --platform` applies
+            hint = PLATFORM_HINT.replace("'", "''")
+            why = f"'invalid {field}: ' || {_show(field)} || ' ({hint})'"
+            checks.append((f"NOT regexp_matches({field}, '{PLATFORM_PATTERN}')", field, why))
+        else:  # the identity rule of every raw account id
+            checks.append((invalid_sql(field), field, reason_sql(field, field)))
     checks.append(
         (
             "platform_a = platform_b",
@@ -325,8 +346,11 @@ def checked_links_sql(cmap: ColumnMap, src: Source) -> str:
         SELECT {src.line} AS _line,
             {fields}{_passthrough(src)}
         FROM {src.relation}
+    ), n AS (
+        SELECT * REPLACE ({normalized_sql("account_a")} AS account_a,
+            {normalized_sql("account_b")} AS account_b) FROM s
     ), r AS (
-        SELECT *, CASE {field_case} END AS _field, CASE {reason_case} END AS _reason FROM s
+        SELECT *, CASE {field_case} END AS _field, CASE {reason_case} END AS _reason FROM n
     )
     SELECT _line, platform_a, account_a, platform_b, account_b, _field, _reason,
         CASE WHEN _reason IS NOT NULL THEN {_raw_json(src)} END AS _raw

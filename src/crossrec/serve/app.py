@@ -21,10 +21,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from crossrec import errors
+from crossrec import errors, identity
 from crossrec.ingest import jsonsafe
 from crossrec.serve import schemas as s
 from crossrec.serve.auth import TokenInfo
@@ -35,13 +36,16 @@ from crossrec.serve.state import ServeState
 log = logging.getLogger("crossrec.serve")
 
 API_TITLE = "crossrec"
-PLATFORM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-MAX_ID_LENGTH = 512
+PLATFORM_PATTERN = identity.PLATFORM_PATTERN
+#: Paths carry the id as the client sent it (percent-encoded): the identity rule (trimming
+#: first) decides on its length, so a path may hold the spaces a stored id lost.
+MAX_ID_LENGTH = 4 * identity.MAX_ID_LENGTH
 #: Status recorded for a request whose client went away mid-body (nginx's "client closed").
 CLIENT_CLOSED = 499
 
 _STATUS: tuple[tuple[type[errors.CrossrecError], int], ...] = (
     (errors.NotFoundError, 404),
+    (errors.InvalidIdError, 422),  # an id the identity rule refuses, like a bad parameter
     (errors.InputError, 400),
     (errors.IngestError, 400),
     (errors.CapacityError, 422),
@@ -65,8 +69,25 @@ _NO_MODEL: dict[int | str, dict[str, Any]] = {
 }
 
 Platform = Annotated[str, Path(pattern=PLATFORM_PATTERN, description="Platform name, e.g. video.")]
+
+
+def _account_id(raw: str) -> str:
+    """The identity rule on a path's account id: a refusal is a 422 naming ``path.account``."""
+    try:
+        return identity.normalize_id(raw, "account")
+    except errors.InvalidIdError as exc:
+        raise ValueError(exc.reason) from None
+
+
 Account = Annotated[
-    str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="Raw account id.")
+    str,
+    AfterValidator(_account_id),
+    Path(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        description="Raw account id as the client sent it, percent-encoded (`/` as `%2F` or "
+        "as is, a space as `%20`); trimmed and normalised as on ingest.",
+    ),
 ]
 K = Annotated[int, Query(ge=1, le=1000, description="How many to return.")]
 _bearer = HTTPBearer(auto_error=False, description="A token from `crossrec token create`.")
@@ -223,7 +244,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
         if status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, exc)
-        return error_response(status, str(exc))
+        return error_response(status, str(exc), getattr(exc, "field", None))
 
     @app.exception_handler(ClientDisconnect)
     async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
@@ -239,7 +260,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def _routes(app: FastAPI) -> None:
     base = "/v1/platforms/{platform}"
-    account_path = base + "/accounts/{account}"
+    # ``:path``: an id may hold ``/`` (sent as is or as ``%2F``, which arrives decoded)
+    account_path = base + "/accounts/{account:path}"
 
     @app.get("/healthz", response_model=s.Health, tags=["service"])
     def healthz() -> dict[str, Any]:

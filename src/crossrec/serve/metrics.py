@@ -9,6 +9,7 @@ and the label set must stay small.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -195,4 +196,8 @@ def _route_template(scope: Scope) -> str:
     # the router stores the matched route in the (shared) scope dict
     route: Any = scope.get("route")
     path = getattr(route, "path", None)
-    return str(path) if path else UNMATCHED_ROUTE
+    # "{account:path}" is labelled "{account}": the converter is how it matches, not what it is
+    return _CONVERTER.sub(r"{\1}", str(path)) if path else UNMATCHED_ROUTE
+
+
+_CONVERTER = re.compile(r"\{(\w+):\w+\}")

@@ -173,8 +173,11 @@ class ServeState:
             return self._root.reader()
 
     def account_id(self, platform: str, raw_id: str) -> str:
-        """The pseudonym of a raw account id (thread-safe, no store access)."""
-        return self._pseudonymiser.account(platform, raw_id)
+        """The pseudonym of a raw account id after the identity rule (thread-safe, no store
+        access)."""
+        from crossrec.identity import normalize_id
+
+        return self._pseudonymiser.account(platform, normalize_id(raw_id, "account"))
 
     @property
     def model(self) -> Loaded | None:

@@ -253,6 +253,19 @@ class Store(ABC):
         """``{partition: next offset}`` a stream consumer group has stored for ``topic``."""
 
     @abstractmethod
+    def add_erasure_marks(self, marks: Sequence[tuple[str, str]]) -> None:
+        """Record ``(platform, mark)`` suppression marks of erased accounts (see
+        ``schema.ERASED_ACCOUNTS``); a mark already there is kept as it is."""
+
+    @abstractmethod
+    def erasure_marks(self, platform: str) -> list[str]:
+        """Every suppression mark of ``platform`` (erasures are few: a short list)."""
+
+    @abstractmethod
+    def erased_among(self, marks: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The ``(platform, mark)`` pairs of ``marks`` that are in the suppression list."""
+
+    @abstractmethod
     def save_stream_offsets(self, group: str, topic: str, offsets: dict[int, int]) -> None:
         """Store the next offset per partition; call it inside the :meth:`transaction` that
         writes the batch's events, so events and offsets commit together (exactly once)."""

@@ -500,6 +500,41 @@ class DuckDBStore(Store):
     def save_stream_offsets(self, group: str, topic: str, offsets: dict[int, int]) -> None:
         if not offsets:
             return
+    # -- suppression of erased accounts -----------------------------------------------------------
+    def add_erasure_marks(self, marks: Sequence[tuple[str, str]]) -> None:
+        if not marks:
+            return
+        self.con.executemany(
+            "INSERT OR IGNORE INTO erased_accounts (platform, mark, erased_at) "
+            "VALUES (?, ?, now())",
+            [list(m) for m in marks],
+        )
+
+    def erasure_marks(self, platform: str) -> list[str]:
+        rows = self.con.execute(
+            "SELECT mark FROM erased_accounts WHERE platform = ? ORDER BY mark", [platform]
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def erased_among(self, marks: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        if not marks or not self._scalar("SELECT count(*) FROM erased_accounts"):
+            return set()
+        asked = pa.table(
+            {
+                "platform": pa.array([p for p, _ in marks], pa.string()),
+                "mark": pa.array([m for _, m in marks], pa.string()),
+            }
+        )
+        self.con.register("_asked_marks", asked)
+        try:
+            rows = self.con.execute(
+                "SELECT DISTINCT a.platform, a.mark FROM _asked_marks a "
+                "JOIN erased_accounts e ON e.platform = a.platform AND e.mark = a.mark"
+            ).fetchall()
+        finally:
+            self.con.unregister("_asked_marks")
+        return {(str(p), str(m)) for p, m in rows}
+
         rows = sorted(offsets.items())
         with self.transaction():  # one statement: this runs once per streamed batch
             self.con.execute(

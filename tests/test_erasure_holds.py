@@ -1,0 +1,145 @@
+"""Erasure holds: an erased account's events that arrive later (a re-exported file, a record
+batch as HTTP and Kafka send them, a POST) are quarantined as ``erased``, never stored; and an
+account is erased by the id its client sent (spaces, ``/``)."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from crossrec.forget_models import find_traces
+from tests.conftest import write
+
+EVENTS = "account,item,value\n  lead,i1,1\nkeep,i2,2\nlead,i3,3\n"
+REEXPORT = "account,item,value\nlead ,i9,1\nkeep,i8,2\nlead,i1,5\n"
+
+
+def _quarantined(ws, reason: str) -> list[dict]:
+    return [r for r in ws.quarantine().list(limit=1000) if r["reason"] == reason]
+
+
+def test_a_reexported_file_does_not_bring_an_erased_account_back(ws, tmp_path):
+    ws.ingest_events("video", write(tmp_path / "e.csv", EVENTS))
+    lead = ws.account_id("video", "lead")
+    # erased by the id the client sent: leading spaces included
+    result = ws.forget("video", "  lead")
+    assert result["accounts"] == [["video", lead]]
+
+    [s] = ws.ingest_events("video", write(tmp_path / "again.csv", REEXPORT))
+    assert (s.accepted, s.quarantined) == (1, 2)
+    assert s.reasons == {"erased": 2}
+    assert not ws.store.has_account("video", lead)
+    assert ws.stats()["platforms"]["video"] == {"accounts": 1, "items": 2, "events": 2}
+    rows = _quarantined(ws, "erased")
+    assert [(r["line"], r["field"], r["raw"]) for r in rows] == [
+        (2, "account", None),
+        (4, "account", None),
+    ]
+    # the suppression list holds a keyed mark, never the raw id nor the pseudonym
+    ws.close()
+    assert find_traces(ws.root, [lead]) == []
+    assert find_traces(ws.root, ["lead"]) == []
+
+
+def test_records_of_an_erased_account_are_quarantined_not_stored(ws, tmp_path):
+    # the path of POST /events and of `crossrec consume`
+    ws.ingest_events("video", write(tmp_path / "e.csv", EVENTS))
+    ws.forget("video", "lead")
+    s = ws.ingest_records(
+        "video",
+        [{"account": " lead", "item": "i7"}, {"account": "keep", "item": "i7"}],
+        source="kafka:events/0",
+        numbers=[10, 11],
+    )
+    assert (s.accepted, s.quarantined, s.reasons) == (1, 1, {"erased": 1})
+    assert s.accounts == [ws.account_id("video", "keep")]
+    assert not ws.store.has_account("video", ws.account_id("video", "lead"))
+    [row] = _quarantined(ws, "erased")
+    assert (row["file"], row["line"], row["raw"]) == ("kafka:events/0", 10, None)
+    # the same raw id on another platform is another account: not erased
+    other = ws.ingest_records("music", [{"account": "lead", "item": "m1"}], source="http")
+    assert other.accepted == 1
+
+
+def test_a_person_erased_stays_erased_on_every_platform(ws, tmp_path):
+    ws.ingest_events("video", write(tmp_path / "v.csv", "account,item\nv1,i1\nv2,i2\n"))
+    ws.ingest_events("music", write(tmp_path / "m.csv", "account,item\nm1,s1\nm2,s2\n"))
+    ws.ingest_links(write(tmp_path / "l.csv", HEADER_LINKS + "video,v1,music,m1\n"))
+    ws.forget("video", "v1", person=True)
+    [s] = ws.ingest_events("music", write(tmp_path / "m2.csv", "account,item\nm1,s3\nm2,s3\n"))
+    assert (s.accepted, s.reasons) == (1, {"erased": 1})
+
+
+HEADER_LINKS = "platform_a,account_a,platform_b,account_b\n"
+
+
+def test_forget_cli_finds_the_account_by_the_id_sent_and_says_erasure_holds(ws, tmp_path):
+    from crossrec.cli import app
+
+    ws.ingest_events("video", write(tmp_path / "e.csv", "account,item\na/b c,i1\n  lead,i2\n"))
+    ws.close()
+    runner = CliRunner()
+    help_text = runner.invoke(app, ["forget", "--help"]).output
+    assert "erased" in help_text and "quarantined" in help_text
+    for raw in ("a/b c", "  lead"):
+        r = runner.invoke(
+            app, ["forget", "--workspace", str(ws.root), "--platform", "video", "--account", raw]
+        )
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        app, ["forget", "--workspace", str(ws.root), "--platform", "video", "--account", "x\ny"]
+    )
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines() == [
+        "error: invalid account: control character U+000A (ids are trimmed, at most 512 "
+        "characters, without control characters)"
+    ]
+
+
+# -- HTTP ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from tests.test_serve_common import world_of
+
+    return world_of(tmp_path_factory)
+
+
+ODD_IDS = ("  lead", "a/b", "with space/x", "e\u0301t\u00e9")
+
+
+def test_every_stored_account_is_read_and_erased_by_the_id_its_client_sent(world, tmp_path):
+    from urllib.parse import quote
+
+    from tests.test_serve_common import serve
+
+    with serve(world, tmp_path / "ws") as s:
+        c, h = s.client, s.auth()
+        item = world.items["video"][0]
+        events = [{"account": a, "item": item, "value": 1} for a in ODD_IDS]
+        r = c.post("/v1/platforms/video/events", json=events, headers=h)
+        assert r.status_code == 200 and r.json()["accepted"] == len(ODD_IDS), r.text
+        for raw in ODD_IDS:
+            for path_id in {quote(raw, safe=""), quote(raw, safe="/")}:
+                url = f"/v1/platforms/video/accounts/{path_id}"
+                r = c.get(url + "/profile", headers=h)
+                assert r.status_code == 200, (raw, r.text)
+                assert r.json()["events"] == 1
+                assert c.get(url + "/links", headers=h).status_code == 200
+            r = c.delete(f"/v1/platforms/video/accounts/{quote(raw, safe='')}", headers=h)
+            assert r.status_code == 200, (raw, r.text)
+            assert r.json()["accounts"] == 1
+            r = c.get(f"/v1/platforms/video/accounts/{quote(raw, safe='')}/profile", headers=h)
+            assert r.status_code == 404
+        # sent again after the erasure: quarantined as erased, not stored
+        r = c.post(
+            "/v1/platforms/video/events", params={"on_error": "quarantine"}, json=events, headers=h
+        )
+        assert r.status_code == 200, r.text
+        assert (r.json()["accepted"], r.json()["quarantined"]) == (0, len(ODD_IDS))
+        for raw in ODD_IDS:
+            r = c.get(f"/v1/platforms/video/accounts/{quote(raw, safe='')}/profile", headers=h)
+            assert r.status_code == 404
+        too_long = "x" * 513
+        r = c.get(f"/v1/platforms/video/accounts/{too_long}/profile", headers=h)
+        assert r.status_code == 422
+        assert r.json()["field"] == "path.account"
