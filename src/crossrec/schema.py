@@ -170,8 +170,6 @@ STREAM_OFFSETS = Table(
     ),
     ("consumer_group", "topic", "partition"),
 )
-CANONICAL_TABLES: tuple[Table, ...] = (
-    META,
 #: Suppression list: one keyed mark per erased account (``Pseudonymiser.erasure_mark`` of its
 #: pseudonym, never the raw id or the pseudonym); events of a marked account are quarantined
 #: with reason ``erased`` instead of being stored again.
@@ -184,6 +182,8 @@ ERASED_ACCOUNTS = Table(
     ),
     ("platform", "mark"),
 )
+CANONICAL_TABLES: tuple[Table, ...] = (
+    META,
     EVENTS,
     ITEMS,
     ACCOUNTS,
@@ -194,9 +194,9 @@ ERASED_ACCOUNTS = Table(
     INGEST_LOG,
     API_TOKENS,
     STREAM_OFFSETS,
+    ERASED_ACCOUNTS,
 )
 
-    ERASED_ACCOUNTS,
 #: The quarantine lives in its own database file so raw ids of bad rows never mix with the store.
 QUARANTINE = Table(
     "quarantine",

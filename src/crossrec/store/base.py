@@ -247,11 +247,6 @@ class Store(ABC):
         text columns still mention one. Returns the rows deleted per table (tables with none
         left out). Deleted bytes may stay in the backend's files until it rewrites them."""
 
-    # -- stream offsets --------------------------------------------------------------------------
-    @abstractmethod
-    def stream_offsets(self, group: str, topic: str) -> dict[int, int]:
-        """``{partition: next offset}`` a stream consumer group has stored for ``topic``."""
-
     @abstractmethod
     def add_erasure_marks(self, marks: Sequence[tuple[str, str]]) -> None:
         """Record ``(platform, mark)`` suppression marks of erased accounts (see
@@ -264,6 +259,11 @@ class Store(ABC):
     @abstractmethod
     def erased_among(self, marks: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """The ``(platform, mark)`` pairs of ``marks`` that are in the suppression list."""
+
+    # -- stream offsets --------------------------------------------------------------------------
+    @abstractmethod
+    def stream_offsets(self, group: str, topic: str) -> dict[int, int]:
+        """``{partition: next offset}`` a stream consumer group has stored for ``topic``."""
 
     @abstractmethod
     def save_stream_offsets(self, group: str, topic: str, offsets: dict[int, int]) -> None:

@@ -488,18 +488,6 @@ class DuckDBStore(Store):
         with self.transaction():
             return erase_rows(self.con, accounts)
 
-    # -- stream offsets --------------------------------------------------------------------------
-    def stream_offsets(self, group: str, topic: str) -> dict[int, int]:
-        rows = self.con.execute(
-            "SELECT partition, next_offset FROM stream_offsets "
-            "WHERE consumer_group = ? AND topic = ?",
-            [group, topic],
-        ).fetchall()
-        return {int(p): int(o) for p, o in rows}
-
-    def save_stream_offsets(self, group: str, topic: str, offsets: dict[int, int]) -> None:
-        if not offsets:
-            return
     # -- suppression of erased accounts -----------------------------------------------------------
     def add_erasure_marks(self, marks: Sequence[tuple[str, str]]) -> None:
         if not marks:
@@ -535,6 +523,18 @@ class DuckDBStore(Store):
             self.con.unregister("_asked_marks")
         return {(str(p), str(m)) for p, m in rows}
 
+    # -- stream offsets --------------------------------------------------------------------------
+    def stream_offsets(self, group: str, topic: str) -> dict[int, int]:
+        rows = self.con.execute(
+            "SELECT partition, next_offset FROM stream_offsets "
+            "WHERE consumer_group = ? AND topic = ?",
+            [group, topic],
+        ).fetchall()
+        return {int(p): int(o) for p, o in rows}
+
+    def save_stream_offsets(self, group: str, topic: str, offsets: dict[int, int]) -> None:
+        if not offsets:
+            return
         rows = sorted(offsets.items())
         with self.transaction():  # one statement: this runs once per streamed batch
             self.con.execute(
