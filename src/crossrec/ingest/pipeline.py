@@ -15,6 +15,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from crossrec.errors import InputError
 from crossrec.ingest import events as event_writer
 from crossrec.ingest import validate
 from crossrec.ingest.formats import detect, fingerprint
+from crossrec.ingest.quarantine import PendingRows
 from crossrec.ingest.readers import Source, Staged, stage, staging_connection
 from crossrec.progress import NullProgress, ProgressHook
 
@@ -143,8 +145,8 @@ class Ingestor:
             task.advance()
             task.advance()
             bad = self._bad_rows(con, staged, kind, platform, str(path), fp)
-            accepted, duplicates = write(
-                con, self._cmap, platform, str(path), fp, bad.num_rows, task
+            accepted, duplicates = self._commit(
+                bad, lambda: write(con, self._cmap, platform, str(path), fp, bad.num_rows, task)
             )
             task.advance()
         finally:
@@ -183,6 +185,8 @@ class Ingestor:
             return None
         valid = int(prior[0]["accepted"]) + int(prior[0]["duplicates"])
         quarantined = int(prior[0]["quarantined"])
+        if len(self.ws.quarantine().reasons(fp, "events")) < quarantined:
+            return None  # its bad rows were lost after its events committed: read it again
         store = self.ws.store
         with store.transaction():
             store.add_duplicates(valid)
@@ -279,8 +283,27 @@ class Ingestor:
                 ),
             }
         )
-        self.ws.quarantine().add(table)
         return table
+
+    def _commit(self, bad: pa.Table, write: Callable[[], tuple[int, int]]) -> tuple[int, int]:
+        """Run ``write`` (the file's store writes) and quarantine ``bad`` with it.
+
+        The bad rows are inserted in a quarantine transaction as the last step of the store
+        transaction and committed right after it: a crash before the store commits leaves
+        neither the events nor the bad rows; a crash between the two commits (one statement)
+        leaves the events, and ingesting the file again puts its bad rows back."""
+        pending: PendingRows | None = None
+        try:
+            with self.ws.store.transaction():  # the writer's own transaction joins this one
+                result = write()
+                pending = self.ws.quarantine().prepare(bad)
+        except BaseException:
+            if pending is not None:
+                pending.rollback()
+            raise
+        if pending is not None:
+            pending.commit()
+        return result
 
     def _log(self, kind: str, platform: str | None, file: str, fp: str, **counts: Any) -> None:
         self.ws.store.log_ingest(

@@ -3,6 +3,9 @@
 Quarantined rows are raw (they may hold raw account ids), so they live in their own DuckDB
 file, ``quarantine.duckdb``, never in the store. Inserts are idempotent per
 (file fingerprint, kind, line): re-ingesting a file does not quarantine its bad rows twice.
+A file's bad rows are prepared in a quarantine transaction that commits right after the
+store's transaction of its events (:meth:`Quarantine.prepare`): a crash leaves both or
+neither.
 """
 
 from __future__ import annotations
@@ -30,17 +33,30 @@ class Quarantine:
         """Insert quarantine rows (columns of ``schema.QUARANTINE``); returns rows offered."""
         if rows.num_rows == 0:
             return 0
-        cols = schema.QUARANTINE.column_names
         con = self._connect()
         try:
-            con.register("_bad", rows.select(cols))
-            con.execute(
-                f"INSERT OR IGNORE INTO quarantine ({', '.join(cols)}) "
-                f"SELECT {', '.join(cols)} FROM _bad"
-            )
+            _insert(con, rows)
         finally:
             con.close()
         return rows.num_rows
+
+    def prepare(self, rows: pa.Table) -> PendingRows:
+        """Insert quarantine rows in a transaction left open: :meth:`PendingRows.commit` makes
+        them visible, :meth:`PendingRows.rollback` (or a crash) drops them. A file's ingest
+        prepares its bad rows as the last step of its store transaction and commits them
+        right after the store's commit, so they stand or fall with its events."""
+        if rows.num_rows == 0:
+            return PendingRows(None)
+        from crossrec.ingest.record_quarantine import _waiting as waiting
+
+        con = waiting(self.path, self._connect)  # another process may be reading it
+        try:
+            con.execute("BEGIN TRANSACTION")
+            _insert(con, rows)
+        except BaseException:
+            con.close()
+            raise
+        return PendingRows(con)
 
     def count(self) -> int:
         if not self.path.exists():
@@ -98,3 +114,43 @@ class Quarantine:
         finally:
             con.close()
         return int(row[0]) if row else 0
+
+
+class PendingRows:
+    """Quarantine rows inserted in a transaction not yet committed (see
+    :meth:`Quarantine.prepare`)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection | None) -> None:
+        self._con = con
+
+    def commit(self) -> None:
+        if self._con is not None:
+            try:
+                self._con.execute("COMMIT")
+            finally:
+                self._close()
+
+    def rollback(self) -> None:
+        if self._con is not None:
+            try:
+                self._con.execute("ROLLBACK")
+            finally:
+                self._close()
+
+    def _close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
+def _insert(con: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
+    """Idempotent per (fingerprint, kind, line): a retried ingest adds no row twice."""
+    cols = schema.QUARANTINE.column_names
+    con.register("_bad", rows.select(cols))
+    try:
+        con.execute(
+            f"INSERT OR IGNORE INTO quarantine ({', '.join(cols)}) "
+            f"SELECT {', '.join(cols)} FROM _bad"
+        )
+    finally:
+        con.unregister("_bad")
