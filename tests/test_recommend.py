@@ -43,7 +43,10 @@ def test_every_recommendation_has_a_reason_and_skips_seen_items(world) -> None:
     assert set(doc) == {"platform", "account", "items", "model_version"}
     assert doc["account"] == account and doc["model_version"] == "v0001"
     assert len(doc["items"]) == 10
-    assert all(set(r) == {"item", "score", "reason"} and r["reason"] for r in doc["items"])
+    assert all(
+        set(r) == {"item", "score", "reason", "title", "category"} and r["reason"]
+        for r in doc["items"]
+    )
     scores = [r["score"] for r in doc["items"]]
     assert scores == sorted(scores, reverse=True)
     seen = {

@@ -34,6 +34,9 @@ def _register() -> None:
     from crossrec.cli import stream
 
     stream.register(app)
+    from crossrec.cli import export
+
+    export.register(app)
 
 
 _register()

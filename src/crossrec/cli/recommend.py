@@ -32,10 +32,17 @@ def register(app: typer.Typer) -> None:
             print_json(doc)
             return
         table = Table(title=f"{platform} for {account} (model {doc['model_version']})")
-        for col in ("#", "item", "score", "reason"):
+        for col in ("#", "item", "title", "category", "score", "reason"):
             table.add_column(col, justify="right" if col in ("#", "score") else "left")
         for i, r in enumerate(doc["items"], 1):
-            table.add_row(str(i), str(r["item"]), f"{r['score']:.3f}", str(r["reason"]))
+            table.add_row(
+                str(i),
+                str(r["item"]),
+                r.get("title") or "—",
+                r.get("category") or "—",
+                f"{r['score']:.3f}",
+                str(r["reason"]),
+            )
         out.print(table)
 
     @EVALUATE.command("recommend")

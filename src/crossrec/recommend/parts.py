@@ -44,6 +44,7 @@ class PlatformParts:
     popularity : np.ndarray, shape (n_items,) float64 — log(1 + accounts that touched it).
     item_knn : scipy.sparse.csr_matrix (n_items, n_items) or None — item-to-item similarity.
     titles : dict column -> title (items with one).
+    categories : dict column -> category (items with one).
     """
 
     name: str
@@ -53,6 +54,7 @@ class PlatformParts:
     popularity: np.ndarray
     item_knn: sp.csr_matrix | None = None
     titles: dict[int, str] = field(default_factory=dict)
+    categories: dict[int, str] = field(default_factory=dict)
     #: (n_items,) bool — excluded by the recommend filters (category, availability)
     blocked: np.ndarray | None = None
     #: Accounts updated online since training: pseudonym -> (seen columns, confidences).
@@ -132,6 +134,7 @@ class RecommendParts:
         seq = _sequence_items(model_dir)
         items = store.read("items", columns=["platform", "item", "title", "category", "attrs"])
         titles: dict[str, dict[str, str]] = {}
+        categories: dict[str, dict[str, str]] = {}
         blocked: dict[str, set[str]] = {}
         for p, it, title, category, attrs in zip(
             items.column("platform").to_pylist(),
@@ -143,6 +146,8 @@ class RecommendParts:
         ):
             if title:
                 titles.setdefault(p, {})[it] = title
+            if category:
+                categories.setdefault(p, {})[it] = category
             if config is not None and _filtered(config, category, attrs):
                 blocked.setdefault(p, set()).add(it)
         platforms: dict[str, PlatformParts] = {}
@@ -169,6 +174,9 @@ class RecommendParts:
                 item_knn=load_item_knn(directory),
                 blocked=np.isin(matrix.items, sorted(blocked.get(name, ()))),
                 titles={by_item[it]: t for it, t in titles.get(name, {}).items() if it in by_item},
+                categories={
+                    by_item[it]: c for it, c in categories.get(name, {}).items() if it in by_item
+                },
             )
         alignment = _alignment(model_dir, platforms)
         seq_index: dict[str, VectorIndex] = {}
@@ -219,6 +227,8 @@ def read_links(store: Store, *, known_only: bool = False) -> dict[tuple[str, str
         add(r["platform_a"], r["account_a"], r["platform_b"], r["account_b"], 1.0)
     if not known_only:
         for r in store.read("links").to_pylist():
+            if (r.get("status") or "asserted") != "asserted":
+                continue  # a probable link is not the same person yet
             prob = r.get("probability")
             if prob is not None and prob > 0:
                 add(r["platform_a"], r["account_a"], r["platform_b"], r["account_b"], float(prob))

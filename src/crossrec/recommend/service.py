@@ -249,6 +249,25 @@ class Recommender:
             for c, reason in zip(cols, reasons, strict=True)
         ]
 
+    def describe(self, platform: str, item: str) -> dict[str, str | None]:
+        """The catalogue's ``title`` and ``category`` of an item of ``platform`` (None where
+        the catalogue has none)."""
+        p = self.parts.platform(platform)
+        key = ("item_columns", platform)
+        columns = self.parts.cache.get(key)
+        if columns is None:  # built once per platform; a race only builds it twice
+            columns = {str(it): j for j, it in enumerate(p.matrix.items.tolist())}
+            self.parts.cache[key] = columns
+        j = columns.get(item)
+        if j is None:
+            return {"title": None, "category": None}
+        return {"title": p.titles.get(j), "category": p.categories.get(j)}
+
+    def item_json(self, platform: str, r: Recommendation) -> dict[str, object]:
+        """One recommended item as the JSON contract shows it: ``item``, ``score``,
+        ``reason``, ``title`` and ``category``."""
+        return {**r._asdict(), **self.describe(platform, r.item)}
+
     def clear_cache(self) -> None:
         """Drop every served list (after changing filters or parts by hand)."""
         with self._lock:
@@ -376,6 +395,6 @@ def recommend_json(
     return {
         "platform": platform,
         "account": raw_id,
-        "items": [r._asdict() for r in items],
+        "items": [rec.item_json(platform, r) for r in items],
         "model_version": rec.model_version,
     }

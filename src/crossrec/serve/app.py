@@ -388,7 +388,12 @@ def _routes(app: FastAPI) -> None:
             "platform": platform,
             "account": account,
             "items": [
-                {"item": r.item, "score": _finite(float(r.score)), "reason": r.reason}
+                {
+                    "item": r.item,
+                    "score": _finite(float(r.score)),
+                    "reason": r.reason,
+                    **rec.describe(platform, r.item),
+                }
                 for r in items
             ],
             "model_version": model.version,
