@@ -207,6 +207,7 @@ def test_export_mistakes_are_one_line_errors_and_keep_the_old_file(world, tmp_pa
         (["--out", old, "--ids", f"video={tmp_path / 'none.csv'}"], "none.csv: no such file"),
         (["--out", old, *ids_args(data, "video"), "--columns", "account=uid"], "no column 'uid'"),
         (["--out", old, "--ids", "video"], "is not PLATFORM=FILE"),
+        (["--out", old, "--ids", f"vidoe={data / 'video' / 'events.csv'}"], "no platform 'vidoe'"),
     ]
     for args, message in cases:
         r = crossrec("export", "links", "-w", root, *args)

@@ -33,8 +33,17 @@ def load_ids(ws: Any, specs: list[str] | None, columns: str | None) -> Any:
             raise InputError("--columns names the id lists' column: give --ids PLATFORM=FILE")
         return None
     from crossrec.cli.ingest import parse_columns
-    from crossrec.idmap import IdMap
+    from crossrec.errors import InputError
+    from crossrec.idmap import IdMap, parse_id_spec
 
+    known = ws.store.platforms()
+    for spec in specs:  # a misspelt platform would resolve nothing, silently
+        platform = parse_id_spec(spec)[0]
+        if platform not in known:
+            raise InputError(
+                f"--ids {spec}: no platform {platform!r} in the workspace",
+                hint=f"platforms: {', '.join(known) or 'none (ingest first)'}",
+            )
     return IdMap.from_specs(specs, ws.pseudonymiser, parse_columns(columns))
 
 
