@@ -42,9 +42,10 @@ def _summary_line(s: object) -> str:
     from crossrec.ingest.pipeline import IngestSummary
 
     assert isinstance(s, IngestSummary)
+    unknown = f", unknown accounts {s.unknown_accounts:,}" if s.kind == "links" else ""
     return (
         f"{s.kind} {s.file}: accepted {s.accepted:,}, quarantined {s.quarantined:,}, "
-        f"duplicates {s.duplicates:,}, {s.seconds:.2f} s"
+        f"duplicates {s.duplicates:,}{unknown}, {s.seconds:.2f} s"
     )
 
 

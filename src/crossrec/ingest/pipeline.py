@@ -28,6 +28,7 @@ import pyarrow as pa
 from crossrec import schema
 from crossrec.errors import InputError
 from crossrec.ingest import events as event_writer
+from crossrec.ingest import links as link_checks
 from crossrec.ingest import validate
 from crossrec.ingest.formats import detect, fingerprint
 from crossrec.ingest.quarantine import PendingRows
@@ -76,6 +77,8 @@ class IngestSummary:
     duplicates: int
     seconds: float
     reasons: dict[str, int] = field(default_factory=dict)
+    #: links files: accounts the accepted links name that no events file has shown
+    unknown_accounts: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +95,7 @@ class Ingestor:
         # set by _validation for the file being ingested
         self._cmap = validate.ColumnMap({}, [])
         self._personal: list[str] = []
+        self._unknown_accounts = 0  # set by _write_links
 
     # -- public ---------------------------------------------------------------------------------
     def events(
@@ -142,6 +146,8 @@ class Ingestor:
             )
             if kind == "events" and platform is not None:
                 suppress_erased(con, self.ws, platform)
+            if kind == "links":
+                link_checks.mark_conflicts(con, self.ws)
             task.advance()
             task.advance()
             bad = self._bad_rows(con, staged, kind, platform, str(path), fp)
@@ -162,6 +168,7 @@ class Ingestor:
             duplicates=duplicates,
             seconds=round(time.perf_counter() - started, 3),
             reasons=_reason_counts(bad.column("reason").to_pylist()),
+            unknown_accounts=self._unknown_accounts,
         )
 
     def _settings(self, kind: str, columns: dict[str, str]) -> str:
@@ -437,6 +444,7 @@ class Ingestor:
         task.advance()
         with store.transaction():
             result = store.insert_known_links(table)
+            self._unknown_accounts = link_checks.unknown_accounts(self.ws, table)
             self._log(
                 "links",
                 None,
