@@ -130,6 +130,8 @@ LINKS = Table(
         ("evidence", "JSON"),  # the strongest signals of the decision
         ("source", "VARCHAR NOT NULL"),  # matcher | identifier
         ("model_version", "VARCHAR NOT NULL"),
+        # asserted (at or above the certified threshold) | probable (mutual best below it)
+        ("status", "VARCHAR DEFAULT 'asserted'"),
     ),
     ("platform_a", "account_a", "platform_b", "account_b"),
 )

@@ -4,21 +4,29 @@ Supervised mode (enough known links)
 ------------------------------------
 Training pairs are the known links (positives) and the other candidates of the same source
 accounts (hard negatives: accounts the candidate generator found plausible). ``groups`` names
-the source account of each pair; a seeded share of the accounts (``calibration_fraction``) is
-held out whole, never splitting one account's candidates, so held-out figures are honest.
+the source account of each pair and ``persons`` the person it belongs to (default: the source
+account). The matcher is **cross-fitted**: the persons are dealt into ``n_folds`` seeded folds,
+and every training pair is scored by a classifier fitted without its fold, so *every* known
+link has an out-of-fold score (never one scored by a model that saw its person). The final
+classifier is fitted on all pairs.
 
 * Classifier: scikit-learn ``HistGradientBoostingClassifier`` (``kind="hgb"``, handles NaN
   signals natively) or logistic regression (``kind="logistic"``: NaN replaced by the training
   median plus a missing-indicator column, then standardised).
-* Calibration on the held-out accounts: isotonic regression or Platt scaling on the raw
-  log-odds. With at least ``ISOTONIC_MIN_POSITIVES`` held-out positives isotonic is used;
-  otherwise the one with the lower held-out log-loss, measured out of fold (folds by account).
+* Calibration on the out-of-fold raw scores: isotonic regression or Platt scaling on the raw
+  log-odds (the final classifier's raw scores go through the same map, as scikit-learn's
+  ``CalibratedClassifierCV(ensemble=False)`` does). With at least ``ISOTONIC_MIN_POSITIVES``
+  positives isotonic is used; otherwise the one with the lower log-loss, measured out of fold
+  (the same folds).
   Isotonic output keeps a ``1e-6`` share of the raw score's sigmoid so that the order of
   pairs stays strict (plateaus would tie candidates and blur ranks).
-* ``heldout_scores`` are out-of-fold calibrated probabilities of the held-out pairs (never
-  scored by a calibrator that saw them), with ``heldout_labels``, ``heldout_groups`` and
-  ``heldout_index`` (positions in the ``X`` given to :meth:`Matcher.fit`): the input of
-  :func:`crossrec.link.assign.threshold_for_precision`.
+* ``heldout_scores`` are out-of-fold calibrated probabilities of every training pair (never
+  scored by a classifier or a calibrator that saw its fold), with ``heldout_labels``,
+  ``heldout_groups`` and ``heldout_index`` (positions in the ``X`` given to
+  :meth:`Matcher.fit`): the input of the operating-point choice (:mod:`crossrec.link.operating`).
+* A second, optional map (:meth:`Matcher.set_link_calibration`) turns the pair probability into
+  the probability that the pair, *once it survives one-to-one assignment*, is a true link among
+  the accounts still to be linked; :meth:`predict_proba` applies both.
 
 Unsupervised mode (fewer than ``min_links`` known links)
 --------------------------------------------------------
@@ -34,9 +42,9 @@ Persistence without pickles
 :meth:`Matcher.save` writes ``matcher.json`` (parameters, logistic coefficients, Platt
 coefficients, metrics) and ``matcher.npz`` (the training matrix, labels, groups, the held-out
 split, the held-out raw scores, isotonic and percentile arrays). Gradient boosting has no
-portable weight format, so :meth:`Matcher.load` refits it deterministically on the stored
-training rows (at most ``max_train_rows``; seconds) and raises ``ModelError`` unless the refit
-reproduces the stored held-out raw scores.
+portable weight format, so :meth:`Matcher.load` refits the final classifier deterministically on
+the stored training rows (at most ``max_train_rows``; seconds) and raises ``ModelError`` unless
+the refit reproduces the stored raw scores.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ import numpy as np
 
 from crossrec.errors import InputError, ModelError
 from crossrec.link.calibration import (
+    _ISO_TIEBREAK,
     ISOTONIC_MIN_POSITIVES,
     calibrate,
     fit_calibration,
@@ -73,7 +82,9 @@ _GRID = 1001  # quantile points per signal in unsupervised mode
 _CHUNK = 1_000_000
 _JSON = "matcher.json"
 _NPZ = "matcher.npz"
-_FORMAT = 1
+_FORMAT = 2
+#: Folds of the cross-fitting (fewer when fewer persons hold known links).
+N_FOLDS = 5
 _HGB_PARAMS: dict[str, Any] = {
     "max_iter": 100,  # ~10 signals need few trees; prediction cost grows with each tree
     "learning_rate": 0.15,
@@ -144,6 +155,7 @@ class Matcher:
         self.heldout_groups = np.zeros(0, np.int64)
         self._model: Any = None  # sklearn HGB, or the logistic parameter dict
         self._calibration: dict[str, Any] = {}
+        self._link: dict[str, np.ndarray] = {}
         self._arrays: dict[str, np.ndarray] = {}
 
     # -- fitting ---------------------------------------------------------------------------------
@@ -154,11 +166,12 @@ class Matcher:
         groups: np.ndarray,
         *,
         seed: int,
-        calibration_fraction: float = 0.3,
+        n_folds: int = N_FOLDS,
         feature_names: list[str] | None = None,
         partners: np.ndarray | None = None,
+        persons: np.ndarray | None = None,
     ) -> Matcher:
-        """Train on candidate pairs labelled by known links.
+        """Train on candidate pairs labelled by known links, cross-fitted by person.
 
         Parameters
         ----------
@@ -167,16 +180,20 @@ class Matcher:
         y : (n,) bool
             True for known links, False for the other candidates of their source accounts.
         groups : (n,) int
-            Source account row of each pair; held-out splitting keeps a group whole.
+            Source account row of each pair (pairs of one source are capped together).
         seed : int
-            Seeds the split, the subsample and the classifier.
-        calibration_fraction : float
-            Share of source accounts held out for calibration and threshold selection.
+            Seeds the folds, the subsample and the classifier.
+        n_folds : int
+            Folds of the cross-fitting (2 to 10); fewer when fewer persons hold a known link.
         feature_names : list of str, optional
             Names of the F signals (reported by :meth:`feature_importance`).
         partners : (n,) int, optional
             The candidate account row of each pair; kept so that :meth:`erase` can drop every
             pair of an erased account, not only those it is the source of.
+        persons : (n,) int, optional
+            The person of each pair's source (one id for all accounts joined by known links);
+            a fold holds whole persons, so no model scores a pair of a person it learnt from.
+            Defaults to ``groups``.
 
         Returns
         -------
@@ -184,10 +201,8 @@ class Matcher:
             ``self``.
         """
         X, y, groups = _check_training(X, y, groups)
-        if not 0.05 <= calibration_fraction <= 0.9:
-            raise InputError(
-                f"calibration_fraction must be in [0.05, 0.9], got {calibration_fraction}"
-            )
+        if not 2 <= n_folds <= 10:
+            raise InputError(f"n_folds must be in [2, 10], got {n_folds}")
         n_features = X.shape[1]
         names = (
             list(feature_names)
@@ -196,20 +211,24 @@ class Matcher:
         )
         if len(names) != n_features:
             raise InputError(f"{len(names)} feature names for {n_features} columns")
+        person = groups if persons is None else np.asarray(persons, dtype=np.int64).ravel()
+        if person.size != groups.size:
+            raise InputError(f"persons has {person.size} entries for {groups.size} pairs")
         self.seed, self.feature_names = int(seed), names
         rng = np.random.default_rng(seed)
         rows = _cap_rows(groups, self.max_train_rows, rng)
-        X, y, groups = X[rows], y[rows], groups[rows]
-        heldout = _split_groups(groups, y, calibration_fraction, rng)
+        X, y, groups, person = X[rows], y[rows], groups[rows], person[rows]
+        fold = _person_folds(person, y, n_folds, rng)
         n_pos = int(y.sum())
-        reason = _unsupervised_reason(n_pos, y, heldout, self.min_links)
-        self._arrays = {"X": X, "y": y, "groups": groups, "heldout": heldout, "rows": rows}
+        reason = _unsupervised_reason(n_pos, y, fold, self.min_links)
+        self._arrays = {"X": X, "y": y, "groups": groups, "fold": fold, "rows": rows}
         if partners is not None:
             self._arrays["partners"] = np.asarray(partners, dtype=np.int64).ravel()[rows]
+        self._link = {}
         if reason:
             self._fit_unsupervised(X, reason)
         else:
-            self._fit_supervised(X, y, groups, heldout)
+            self._fit_supervised(X, y, groups, fold)
         return self
 
     def _fit_unsupervised(self, X: np.ndarray, reason: str) -> None:
@@ -234,54 +253,75 @@ class Matcher:
         self.metrics = {"mode": "unsupervised", "rows": int(X.shape[0])}
 
     def _fit_supervised(
-        self, X: np.ndarray, y: np.ndarray, groups: np.ndarray, heldout: np.ndarray
+        self, X: np.ndarray, y: np.ndarray, groups: np.ndarray, fold: np.ndarray
     ) -> None:
-        from sklearn.metrics import log_loss, roc_auc_score
+        from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
         self.mode = "supervised"
         self.mode_reason = f"{int(y.sum())} known links (>= {self.min_links}): trained classifier"
         self.default_threshold = None
-        train = ~heldout
-        self._model = _fit_classifier(self.kind, X[train], y[train], self.seed)
-        raw = self._raw(X[heldout])
-        self._calibration, oof = fit_calibration(raw, y[heldout], groups[heldout], self.seed)
-        self._arrays["heldout_raw"] = raw
-        self.heldout_index = self._arrays["rows"][heldout]
+        n_folds = int(fold.max()) + 1
+        oof_raw = np.empty(X.shape[0], dtype=np.float64)
+        for f in range(n_folds):
+            test = fold == f
+            if not test.any():
+                continue
+            model = _fit_classifier(self.kind, X[~test], y[~test], self.seed)
+            oof_raw[test] = _decision(self.kind, model, X[test], self.n_threads)
+        self._calibration, oof = fit_calibration(oof_raw, y, fold, self.seed)
+        self._model = _fit_classifier(self.kind, X, y, self.seed)
+        self._arrays["oof_raw"] = oof_raw
+        self._arrays["final_raw"] = self._raw(X)
+        self.heldout_index = self._arrays["rows"].copy()
         self.heldout_scores = oof
-        self.heldout_labels = y[heldout]
-        self.heldout_groups = groups[heldout]
-        two_classes = 0 < int(y[heldout].sum()) < int(heldout.sum())
+        self.heldout_labels = y.copy()
+        self.heldout_groups = groups.copy()
+        two_classes = 0 < int(y.sum()) < y.size
         self.metrics = {
             "mode": "supervised",
             "kind": self.kind,
             "rows": int(X.shape[0]),
-            "train_rows": int(train.sum()),
-            "train_positives": int(y[train].sum()),
-            "heldout_rows": int(heldout.sum()),
-            "heldout_positives": int(y[heldout].sum()),
-            "heldout_auc": float(roc_auc_score(y[heldout], raw)) if two_classes else None,
-            "heldout_log_loss": float(
-                log_loss(y[heldout], np.clip(oof, 1e-6, 1 - 1e-6), labels=[0, 1])
-            ),
+            "positives": int(y.sum()),
+            "folds": n_folds,
+            "oof_auc": float(roc_auc_score(y, oof_raw)) if two_classes else None,
+            "oof_log_loss": float(log_loss(y, np.clip(oof, 1e-6, 1 - 1e-6), labels=[0, 1])),
+            "oof_brier": float(brier_score_loss(y, oof)),
             "calibration": self._calibration["method"],
             "calibration_log_loss": self._calibration["log_loss"],
         }
 
+    @property
+    def folds(self) -> np.ndarray:
+        """Cross-fitting fold of each training pair (aligned with ``heldout_index``)."""
+        return self._arrays.get("fold", np.zeros(0, np.int64))
+
+    def set_link_calibration(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Map pair probabilities to link probabilities: ``y`` at the increasing pair
+        probabilities ``x`` (an isotonic fit), interpolated; :meth:`predict_proba` applies it
+        after the pair calibration. Empty arrays remove the map."""
+        x = np.asarray(x, dtype=np.float64).ravel()
+        y = np.asarray(y, dtype=np.float64).ravel()
+        if x.size != y.size or (x.size and (np.diff(x) < 0).any()):
+            raise InputError("link calibration needs increasing x and one y per x")
+        self._link = {"x": x, "y": y} if x.size else {}
+
+    def link_probability(self, pair_probability: np.ndarray) -> np.ndarray:
+        """The link probability of pair probabilities (identity without a link map). A
+        ``1e-6`` share of the pair probability keeps the order of pairs strict."""
+        p = np.asarray(pair_probability, dtype=np.float64)
+        if not self._link:
+            return p
+        mapped = np.interp(p, self._link["x"], self._link["y"])
+        return np.asarray((1.0 - _ISO_TIEBREAK) * mapped + _ISO_TIEBREAK * p, dtype=np.float64)
+
     # -- scoring ---------------------------------------------------------------------------------
     def _raw(self, X: np.ndarray) -> np.ndarray:
-        """Uncalibrated log-odds, (n,) float64."""
-        out = np.empty(X.shape[0], dtype=np.float64)
-        for start in range(0, X.shape[0], _CHUNK):
-            chunk = X[start : start + _CHUNK]
-            if self.kind == "hgb":
-                with _threads(self.n_threads):
-                    out[start : start + _CHUNK] = self._model.decision_function(chunk)
-            else:
-                out[start : start + _CHUNK] = logistic_decision(self._model, chunk)
-        return out
+        """Uncalibrated log-odds of the final classifier, (n,) float64."""
+        return _decision(self.kind, self._model, X, self.n_threads)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Calibrated match probability of each pair.
+        """Calibrated match probability of each pair: the pair probability, then the link
+        map when one is set (:meth:`set_link_calibration`).
 
         Parameters
         ----------
@@ -308,15 +348,24 @@ class Matcher:
             return np.where(
                 np.isnan(combined), 0.0, _percentile(combined, self._arrays["combined_grid"])
             )
+        return self.link_probability(self.pair_proba(X))
+
+    def pair_proba(self, X: np.ndarray) -> np.ndarray:
+        """Pair probability (supervised mode): the final classifier through the calibration
+        fitted on the out-of-fold scores, without the link map."""
+        if self.mode != "supervised":
+            raise ModelError("pair probabilities exist in supervised mode only")
+        X = np.asarray(X, dtype=np.float32)
         return calibrate(self._calibration, self._raw(X))
 
     def feature_importance(self, *, n_repeats: int = 5) -> dict[str, float]:
         """How much each signal matters, as a dict ``name -> importance``.
 
-        Supervised: permutation importance on the held-out pairs, the mean drop of held-out
-        ROC AUC when the signal's column is shuffled (seeded; NaN when the held-out set lacks
-        a class). Unsupervised: the combined score weighs every signal that has values
-        equally, so each gets ``1 / (signals with values)`` and empty ones 0.
+        Supervised: permutation importance out of sample (a classifier fitted without the
+        first fold, measured on it), the mean drop of ROC AUC when the signal's column is
+        shuffled (seeded; NaN when that fold lacks a class). Unsupervised: the combined
+        score weighs every signal that has values equally, so each gets
+        ``1 / (signals with values)`` and empty ones 0.
         """
         if self.mode is None:
             raise ModelError("the matcher is not fitted; call fit() or Matcher.load()")
@@ -328,11 +377,20 @@ class Matcher:
             }
         from sklearn.metrics import roc_auc_score
 
-        held = self._arrays["heldout"]
-        X, y = self._arrays["X"][held], self._arrays["y"][held]
+        # measured out of sample: a classifier fitted without the first fold, on that fold
+        fold = self._arrays["fold"]
+        test = fold == 0
+        X, y = self._arrays["X"][test], self._arrays["y"][test]
         if not 0 < int(y.sum()) < y.size:
             return {n: float("nan") for n in self.feature_names}
-        base = roc_auc_score(y, self._raw(X))
+        model = _fit_classifier(
+            self.kind, self._arrays["X"][~test], self._arrays["y"][~test], self.seed
+        )
+
+        def raw(m: np.ndarray) -> np.ndarray:
+            return _decision(self.kind, model, m, self.n_threads)
+
+        base = roc_auc_score(y, raw(X))
         rng = np.random.default_rng(self.seed)
         result: dict[str, float] = {}
         for j, name in enumerate(self.feature_names):
@@ -340,7 +398,7 @@ class Matcher:
             for _ in range(n_repeats):
                 shuffled = X.copy()
                 shuffled[:, j] = shuffled[rng.permutation(X.shape[0]), j]
-                drops.append(base - roc_auc_score(y, self._raw(shuffled)))
+                drops.append(base - roc_auc_score(y, raw(shuffled)))
             result[name] = float(np.mean(drops))
         return result
 
@@ -369,7 +427,7 @@ class Matcher:
         if "partners" in arrays:
             gone |= np.isin(arrays["partners"], rows)
         keep = ~gone
-        for key in ("X", "y", "groups", "heldout", "rows", "partners"):
+        for key in ("X", "y", "groups", "fold", "rows", "partners"):
             if key in arrays:
                 arrays[key] = arrays[key][keep]
         if relabel is not None:
@@ -377,13 +435,14 @@ class Matcher:
             for key in ("groups", "partners"):
                 if key in arrays and arrays[key].size:
                     arrays[key] = relabel[arrays[key]]
-        X, y, groups, heldout = arrays["X"], arrays["y"], arrays["groups"], arrays["heldout"]
-        reason = _unsupervised_reason(int(y.sum()), y, heldout, self.min_links)
-        arrays.pop("heldout_raw", None)
+        X, y, groups, fold = arrays["X"], arrays["y"], arrays["groups"], arrays["fold"]
+        reason = _unsupervised_reason(int(y.sum()), y, fold, self.min_links)
+        for key in ("oof_raw", "final_raw"):
+            arrays.pop(key, None)
         if reason:
             self._fit_unsupervised(X, reason)
         else:
-            self._fit_supervised(X, y, groups, heldout)
+            self._fit_supervised(X, y, groups, fold)
         return int(gone.sum())
 
     # -- persistence -----------------------------------------------------------------------------
@@ -411,6 +470,7 @@ class Matcher:
             if self.kind == "logistic" and self._model
             else None,
             "calibration": calibration,
+            "link_calibration": {k: v.tolist() for k, v in self._link.items()},
             "metrics": self.metrics,
             "sklearn_version": sklearn.__version__,
         }
@@ -449,30 +509,31 @@ class Matcher:
         m.mode, m.mode_reason, m.seed = meta["mode"], meta["mode_reason"], meta["seed"]
         m.feature_names, m.default_threshold = meta["feature_names"], meta["default_threshold"]
         m.metrics = meta["metrics"]
-        m._arrays = {k: arrays[k] for k in ("X", "y", "groups", "heldout", "rows")}
-        if "partners" in arrays:  # matchers saved before partners were kept lack them
+        m._arrays = {k: arrays[k] for k in ("X", "y", "groups", "fold", "rows")}
+        if "partners" in arrays:
             m._arrays["partners"] = arrays["partners"]
+        link = meta.get("link_calibration") or {}
+        m._link = {k: np.asarray(v, dtype=np.float64) for k, v in link.items()}
         if m.mode == "unsupervised":
             m._arrays.update(grid=arrays["grid"], combined_grid=arrays["combined_grid"])
             return m
-        held = m._arrays["heldout"]
         m._calibration = dict(meta["calibration"], iso_x=arrays["iso_x"], iso_y=arrays["iso_y"])
         if m.kind == "hgb":
-            train = ~held
-            m._model = _fit_classifier("hgb", m._arrays["X"][train], m._arrays["y"][train], m.seed)
+            m._model = _fit_classifier("hgb", m._arrays["X"], m._arrays["y"], m.seed)
         else:
             m._model = logistic_from_json(meta["logistic"])
-        raw = m._raw(m._arrays["X"][held])
-        if not np.allclose(raw, arrays["heldout_raw"], rtol=0.0, atol=1e-9):
+        raw = m._raw(m._arrays["X"])
+        if not np.allclose(raw, arrays["final_raw"], rtol=0.0, atol=1e-9):
             raise ModelError(
                 f"the matcher in {path} does not reproduce its held-out scores "
                 f"(saved with scikit-learn {meta.get('sklearn_version')}); "
                 "retrain it with `crossrec link`"
             )
-        m._arrays["heldout_raw"] = raw
-        m.heldout_index = m._arrays["rows"][held]
+        m._arrays["final_raw"] = raw
+        m._arrays["oof_raw"] = arrays["oof_raw"]
+        m.heldout_index = m._arrays["rows"].copy()
         m.heldout_scores = arrays["heldout_scores"]
-        m.heldout_labels = m._arrays["y"][held]
+        m.heldout_labels = m._arrays["y"].copy()
         m.heldout_groups = arrays["heldout_groups"]
         return m
 
@@ -503,33 +564,32 @@ def _cap_rows(groups: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndar
     return np.flatnonzero(np.isin(inverse.ravel(), chosen))
 
 
-def _split_groups(
-    groups: np.ndarray, y: np.ndarray, fraction: float, rng: np.random.Generator
+def _person_folds(
+    persons: np.ndarray, y: np.ndarray, n_folds: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """Held-out mask: a ``fraction`` of groups with positives and of groups without."""
-    uniq, inverse = np.unique(groups, return_inverse=True)
+    """Fold of each pair: whole persons per fold, persons with a positive dealt evenly, at most
+    one fold per person holding a positive (at least two folds whenever two persons do)."""
+    uniq, inverse = np.unique(persons, return_inverse=True)
     inverse = inverse.ravel()
     has_pos = np.bincount(inverse, weights=y.astype(np.float64), minlength=uniq.size) > 0
-    held_group = np.zeros(uniq.size, dtype=bool)
+    k = max(1, min(n_folds, int(has_pos.sum())))
+    person_fold = np.zeros(uniq.size, dtype=np.int64)
     for members in (np.flatnonzero(has_pos), np.flatnonzero(~has_pos)):
-        n_held = round(fraction * members.size)
-        if members.size >= 2:
-            n_held = min(max(n_held, 1), members.size - 1)
-        held_group[rng.permutation(members)[:n_held]] = True
-    return held_group[inverse]
+        person_fold[rng.permutation(members)] = np.arange(members.size) % k
+    return person_fold[inverse]
 
 
-def _unsupervised_reason(n_pos: int, y: np.ndarray, heldout: np.ndarray, min_links: int) -> str:
+def _unsupervised_reason(n_pos: int, y: np.ndarray, fold: np.ndarray, min_links: int) -> str:
     if n_pos < min_links:
         return (
             f"only {n_pos} known links among the candidate pairs (< {min_links}): "
             "unsupervised combined score"
         )
-    if not y[heldout].any():
-        return (
-            "known links in too few source accounts to hold some out: unsupervised combined score"
-        )
-    if not (~y[~heldout]).any():
+    if int(fold.max()) < 1 or any(
+        not y[fold != f].any() or y[fold != f].all() for f in range(int(fold.max()) + 1)
+    ):
+        return "known links of too few persons to cross-fit: unsupervised combined score"
+    if not (~y).any():
         return (
             "no hard negatives (known links have no other candidates): unsupervised combined score"
         )
@@ -546,6 +606,19 @@ def _threads(n: int) -> Any:
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=n, user_api="openmp")
+
+
+def _decision(kind: str, model: Any, X: np.ndarray, n_threads: int) -> np.ndarray:
+    """Uncalibrated log-odds of a fitted classifier, (n,) float64, in chunks."""
+    out = np.empty(X.shape[0], dtype=np.float64)
+    for start in range(0, X.shape[0], _CHUNK):
+        chunk = X[start : start + _CHUNK]
+        if kind == "hgb":
+            with _threads(n_threads):
+                out[start : start + _CHUNK] = model.decision_function(chunk)
+        else:
+            out[start : start + _CHUNK] = logistic_decision(model, chunk)
+    return out
 
 
 def _fit_classifier(kind: str, X: np.ndarray, y: np.ndarray, seed: int) -> Any:

@@ -207,6 +207,7 @@ class OnlineLinker:
                     "rank": rank,
                     "evidence": json.dumps(ev, sort_keys=True),
                     "source": "identifier" if ident[i] else "matcher",
+                    "status": "asserted",
                 }
             )
         return _links_table(rows, self.version)

@@ -2,14 +2,19 @@
 
 The matcher learns from the known links: for every account with a known partner on platform
 B, its candidates on B are training pairs (the partner positive, the others hard negatives).
-Probabilities are calibrated on held-out accounts, and the threshold that reaches the target
-precision (``link.link_precision``) on held-out known links after assignment is the operating
-point. When no threshold reaches it, nothing is asserted and the summary says why. Accounts
-sharing a pseudonymised identifier are linked with probability 1 and that evidence.
+It is cross-fitted by person, so every known link has an out-of-fold score; the operating
+point (:mod:`crossrec.link.operating`) simulates linking on all of them, estimates the share
+of accounts that have a partner at all, certifies the lowest threshold whose precision reaches
+``link.link_precision`` and maps pair probabilities to link probabilities. Before that, the
+matcher's out-of-fold ranking of the known partners is compared with each single signal, a
+plain sum of z-scored signals and the ridge-mapped CF cosine (:mod:`crossrec.link.selection`);
+the best scorer is used. Accounts sharing a pseudonymised identifier are linked with
+probability 1 and that evidence.
 
-Results: the store's ``links`` (asserted links with probability, rank and evidence) and
-``persons`` (connected components over asserted and known links) tables, and
-``models/<version>/link/`` (candidate scores, matcher, CF mappings, summary).
+Results: the store's ``links`` (mutual-best links with probability, status — ``asserted`` at
+or above the certified threshold, ``probable`` below it with a link probability of at least
+0.5 — rank and evidence) and ``persons`` (connected components over asserted and known links)
+tables, and ``models/<version>/link/`` (candidate scores, matcher, CF mappings, summary).
 """
 
 from __future__ import annotations
@@ -33,8 +38,6 @@ if TYPE_CHECKING:
     from crossrec.workspace import Workspace
 
 LINK_DIR = "link"
-#: Fewest held-out links the operating threshold must assert for its precision to count.
-MIN_HELDOUT_LINKS = 10
 
 
 @dataclass
@@ -74,8 +77,11 @@ def training_rows(ctx: LinkContext, a: np.ndarray, b: np.ndarray) -> Training:
     )
 
 
-def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str, Any]:
-    """Link the accounts of the current model's platforms; returns the summary."""
+def run_link(
+    ws: Workspace, *, progress: ProgressHook | None = None, precision: float | None = None
+) -> dict[str, Any]:
+    """Link the accounts of the current model's platforms; returns the summary.
+    ``precision`` overrides ``link.link_precision`` for this run."""
     from crossrec.link.assign import one_to_one
     from crossrec.link.candidates import generate_candidates, pair_ranks
     from crossrec.link.context import LinkContext
@@ -83,7 +89,10 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
     from crossrec.link.graph import components, platform_conflicts
     from crossrec.link.mapping import fit_mappings
     from crossrec.link.matcher import Matcher
+    from crossrec.link.operating import PROBABLE_FLOOR, Units, choose_operating_point
+    from crossrec.link.selection import select_scorer
     from crossrec.link.signals import compute_signals
+    from crossrec.link.unseen import cross_fitted_pairs
 
     hook = progress or NullProgress()
     started = time.perf_counter()
@@ -101,14 +110,25 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
     # known links missing from the candidates still teach the matcher
     n = len(ctx)
     missing = np.flatnonzero(~np.isin(ctx.link_a * n + ctx.link_b, a * n + b))
+    # False for the known links the candidate generator did not find
+    found = np.ones(len(a), dtype=bool)
     if len(missing):
         with step(hook, f"candidate ranks of {len(missing):,} known links not among them"):
             ma, mb = ctx.link_a[missing], ctx.link_b[missing]
             extra = pair_ranks(ctx, mappings, ma, mb)
             a, b = np.concatenate([a, ma]), np.concatenate([b, mb])
             ranks = np.concatenate([ranks, extra])
+            found = np.concatenate([found, np.zeros(len(ma), dtype=bool)])
             order = np.lexsort((b, a))
-            a, b, ranks = a[order], b[order], ranks[order]
+            a, b, ranks, found = a[order], b[order], ranks[order], found[order]
+    with step(hook, "candidate lists of the known-linked accounts with cross-fitted CF maps"):
+        cross_fitted = cross_fitted_pairs(ctx, seed=cfg.train.seed)
+    # False also for a known partner only the CF maps fitted on its own link find
+    found_cv = found.copy()
+    if cross_fitted is not None:
+        key = a.astype(np.int64) * n + b
+        is_known = np.isin(key, ctx.link_a.astype(np.int64) * n + ctx.link_b)
+        found_cv &= ~is_known | np.isin(key, cross_fitted)
     with step(hook, f"signals of {len(a):,} candidate pairs"):
         X, names = compute_signals(ctx, mappings, a, b, ranks)
     train = training_rows(ctx, a, b)
@@ -120,7 +140,8 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
         used = _informative(Xm[train.pair]) if len(train.pair) else np.ones(len(m_names), bool)
     # scoring every candidate pair is the cost at scale; the batch job may use every core
     matcher = Matcher(n_threads=os.cpu_count() or 1)
-    with step(hook, "matcher"):
+    person = _known_persons(ctx)
+    with step(hook, "matcher, cross-fitted by person"):
         matcher.fit(
             Xm[train.pair][:, used],
             train.y,
@@ -128,25 +149,72 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
             seed=cfg.train.seed,
             feature_names=[n for n, u in zip(m_names, used, strict=True) if u],
             partners=train.dst,
+            persons=person[train.src],
         )
-        prob = matcher.predict_proba(Xm[:, used])
+        pair_prob = (
+            matcher.pair_proba(Xm[:, used])
+            if matcher.mode == "supervised"
+            else matcher.predict_proba(Xm[:, used])
+        )
     ident = X[:, names.index("identifiers_equal")]
     by_identifier = np.nan_to_num(ident) > 0
-    prob = np.where(by_identifier, 1.0, prob)
+    target = cfg.link.link_precision if precision is None else float(precision)
 
-    with step(hook, "one-to-one assignment and the operating threshold"):
-        # accounts already linked (known) to one of the other side's platform are settled
-        partner, code = _partner_table(ctx), ctx.platform_code
-        eligible = (partner[a, code[b]] < 0) & (partner[b, code[a]] < 0)
+    # accounts already linked (known) to one of the other side's platform are settled
+    partner, code = _partner_table(ctx), ctx.platform_code
+    eligible = (partner[a, code[b]] < 0) & (partner[b, code[a]] < 0)
+    selection: dict[str, Any] = {}
+    if matcher.mode == "supervised":
+        with step(hook, "scorer selection on the known links (out of fold)"):
+            sel_rows = matcher.heldout_index
+            selection, pair_prob = select_scorer(
+                ctx,
+                train,
+                sel_rows,
+                matcher.heldout_scores,
+                Xm[:, used],
+                [n for n, u in zip(m_names, used, strict=True) if u],
+                pair_prob,
+                found_cv,
+                matcher.folds,
+                seed=cfg.train.seed,
+            )
+    with step(hook, "operating point from every known link, one-to-one assignment"):
+        point = None
+        if matcher.mode == "supervised":
+            rows = matcher.heldout_index
+            oof = selection.pop("_oof_scores", matcher.heldout_scores)
+            units = Units(
+                train.src[rows],
+                train.dst[rows],
+                oof,
+                train.y[rows],
+                found_cv[train.pair[rows]],
+                matcher.folds,
+            )
+            point = choose_operating_point(
+                units, a[eligible], b[eligible], pair_prob[eligible], code, target, len(ctx.link_a)
+            )
+            matcher.set_link_calibration(point.link_x, point.link_y)
+            prob = matcher.link_probability(pair_prob)
+            threshold = (
+                None
+                if point.threshold is None
+                else float(matcher.link_probability(np.array([point.threshold]))[0])
+            )
+            reason = point.reason
+        else:
+            prob = pair_prob
+            threshold = matcher.default_threshold
+            reason = f"unsupervised: {matcher.mode_reason}; documented threshold {threshold}"
+        prob = np.where(by_identifier, 1.0, prob)
         keep = np.zeros(len(a), dtype=bool)
         keep[eligible] = one_to_one(
             a[eligible], b[eligible], prob[eligible], code[a[eligible]], code[b[eligible]]
         )
-        choice, reason = _choose_threshold(
-            matcher, train, a, b, prob, eligible, ctx, cfg.link.link_precision, cfg.train.seed
-        )
-    threshold = choice.threshold if choice is not None else None
-    asserted = keep & (by_identifier | (prob >= threshold if threshold is not None else False))
+    above = prob >= threshold if threshold is not None else np.zeros(len(a), dtype=bool)
+    asserted = keep & (by_identifier | above)
+    probable = keep & ~asserted & (prob >= PROBABLE_FLOOR)
     with step(hook, "identity graph, links and persons tables"):
         pair_rank = _candidate_rank(a, b, prob, ctx.platform_code)
         graph = components(
@@ -156,7 +224,18 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
             cfg.link.max_component_size,
         )
         links, persons = _tables(
-            ctx, a, b, prob, pair_rank, asserted, by_identifier, X, names, graph.component, version
+            ctx,
+            a,
+            b,
+            prob,
+            pair_rank,
+            asserted,
+            probable,
+            by_identifier,
+            X,
+            names,
+            graph.component,
+            version,
         )
         ws.store.replace_links(links, persons)
     summary: dict[str, Any] = {
@@ -164,6 +243,7 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
         "candidate_pairs": len(a),
         "known_links": len(ctx.link_a),
         "asserted_links": int(asserted.sum()),
+        "probable_links": int(probable.sum()),
         "identifier_links": int((asserted & by_identifier).sum()),
         "persons": int(persons.num_rows and len(set(persons.column("person").to_pylist()))),
         "withheld_components": [int(c) for c in graph.withheld],
@@ -173,14 +253,19 @@ def run_link(ws: Workspace, *, progress: ProgressHook | None = None) -> dict[str
             int(c) for c in platform_conflicts(graph.component, ctx.platform_code).components
         ],
         "threshold": threshold,
-        "target_precision": cfg.link.link_precision,
-        "heldout_precision": None if choice is None else choice.precision,
-        "heldout_recall": None if choice is None else choice.recall,
+        "target_precision": target,
+        # estimated out of fold on every known link (see crossrec.link.operating)
+        "heldout_precision": None if point is None else point.precision,
+        "heldout_recall": None if point is None else point.recall,
         "reason": reason,
+        "operating_point": None if point is None else point.summary(),
+        "candidate_recall": candidate_recall(ctx, found, found_cv, train, model_dir),
+        "selection": selection,
+        "links_sha256": links_sha256(links),
         "matcher": {"mode": matcher.mode, "why": matcher.mode_reason, **matcher.metrics},
         "seconds": round(time.perf_counter() - started, 1),
     }
-    _save(model_dir, a, b, prob, asserted, matcher, mappings, summary)
+    _save(model_dir, a, b, prob, asserted, probable, matcher, mappings, summary)
     return summary
 
 
@@ -213,57 +298,56 @@ def _informative(X: np.ndarray) -> np.ndarray:
     return keep
 
 
-def _choose_threshold(
-    matcher: Any,
-    train: Training,
-    a: np.ndarray,
-    b: np.ndarray,
-    prob: np.ndarray,
-    eligible: np.ndarray,
-    ctx: LinkContext,
-    target: float,
-    seed: int,
-) -> tuple[Any, str | None]:
-    from crossrec.link.assign import ThresholdChoice, one_to_one, threshold_for_precision
+def _known_persons(ctx: LinkContext) -> np.ndarray:
+    """(accounts,) int: one id per group of accounts joined by known links (the account's own
+    row for an account without one), so that cross-fitting keeps a person in one fold."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
 
-    if matcher.mode != "supervised":
-        t = matcher.default_threshold
-        reason = f"unsupervised: {matcher.mode_reason}; documented threshold {t}"
-        return ThresholdChoice(t, float("nan"), float("nan"), reason), reason
-    idx = matcher.heldout_index
-    if idx.size == 0:
-        return None, "no held-out known links to choose a threshold on"
-    # Held-out known-linked accounts compete with every unsettled pair, as at linking time.
-    # Every one of them has its partner among the candidates, while many accounts of the
-    # population have none (people on one platform only): to count the false links such
-    # accounts draw, half of the held-out accounts (seeded) lose their true partner.
-    scores, labels = matcher.heldout_scores, matcher.heldout_labels
-    groups = matcher.heldout_groups
-    uniq = np.unique(groups)
-    orphan = np.random.default_rng(seed).permutation(len(uniq)) < len(uniq) // 2
-    orphaned = np.isin(groups, uniq[orphan])
-    stay = ~(orphaned & labels)
-    idx, scores, labels, groups = idx[stay], scores[stay], labels[stay], groups[stay]
-    src, dst = train.src[idx], train.dst[idx]
-    pool_a = np.concatenate([src, a[eligible]])
-    pool_b = np.concatenate([dst, b[eligible]])
-    pool_s = np.concatenate([scores, prob[eligible]])
-    codes = ctx.platform_code
-    kept = one_to_one(pool_a, pool_b, pool_s, codes[pool_a], codes[pool_b])[: len(idx)]
-    n_pos = len(np.unique(groups[labels]))
-    # a precision measured on a handful of links says little: ask for MIN_HELDOUT_LINKS, and
-    # judge each threshold by its precision under a uniform prior (see threshold_for_precision)
-    choice = threshold_for_precision(
-        scores[kept],
-        labels[kept],
-        target,
-        n_positives=n_pos,
-        min_predicted=MIN_HELDOUT_LINKS,
-        laplace=True,
+    n = len(ctx)
+    graph = sp.coo_matrix(
+        (np.ones(len(ctx.link_a), dtype=np.int8), (ctx.link_a, ctx.link_b)), shape=(n, n)
     )
-    if choice.threshold is None:
-        return None, choice.reason
-    return choice, None
+    _, label = connected_components(graph.tocsr(), directed=False)
+    return label.astype(np.int64)
+
+
+def candidate_recall(
+    ctx: LinkContext, found: np.ndarray, found_cv: np.ndarray, train: Training, model_dir: Path
+) -> dict[str, Any]:
+    """Share of known partners among the candidates, as generated (``as_generated``) and with
+    CF maps fitted without their link (``cross_fitted``: how a partner still to be found meets
+    the candidate generator), for the links the sequence encoder learnt from (``seen``), for
+    the others (``unseen``: the headline figure) and for all."""
+    anchors = _anchor_rows(ctx, model_dir)
+    pos = train.y
+    pairs = train.pair[pos]
+    seen = anchors[train.src[pos]] | anchors[train.dst[pos]]
+
+    def share(mask: np.ndarray) -> dict[str, Any]:
+        n = int(mask.sum())
+        return {
+            "links": n // 2,
+            "as_generated": round(float(found[pairs][mask].mean()), 4) if n else None,
+            "cross_fitted": round(float(found_cv[pairs][mask].mean()), 4) if n else None,
+        }
+
+    return {"unseen": share(~seen), "seen": share(seen), "all": share(np.ones_like(seen))}
+
+
+def links_sha256(links: pa.Table) -> str:
+    """SHA-256 of the links table in a canonical text form: one line per link, sorted by
+    platform and account (a, then b), fields tab-separated, probability to six decimals."""
+    import hashlib
+
+    cols = ("platform_a", "account_a", "platform_b", "account_b", "probability", "status")
+    data = {c: links.column(c).to_pylist() for c in cols if c in links.column_names}
+    rows = sorted(zip(*(data[c] for c in cols if c in data), strict=True))
+    digest = hashlib.sha256()
+    for row in rows:
+        fields = [f"{v:.6f}" if isinstance(v, float) else str(v) for v in row]
+        digest.update(("\t".join(fields) + "\n").encode("utf-8"))
+    return digest.hexdigest()
 
 
 def _candidate_rank(a: np.ndarray, b: np.ndarray, prob: np.ndarray, code: np.ndarray) -> np.ndarray:
@@ -286,6 +370,7 @@ def _tables(
     prob: np.ndarray,
     rank: np.ndarray,
     asserted: np.ndarray,
+    probable: np.ndarray,
     by_identifier: np.ndarray,
     X: np.ndarray,
     names: list[str],
@@ -294,7 +379,7 @@ def _tables(
 ) -> tuple[pa.Table, pa.Table]:
     from crossrec.link.signals import evidence
 
-    idx = np.flatnonzero(asserted)
+    idx = np.flatnonzero(asserted | probable)
     profiles = ctx.profiles
     ev = [
         json.dumps(
@@ -322,6 +407,7 @@ def _tables(
             "evidence": pa.array(ev, pa.string()),
             "source": pa.array(["identifier" if by_identifier[i] else "matcher" for i in idx]),
             "model_version": pa.array([version] * len(idx), pa.string()),
+            "status": pa.array(["asserted" if asserted[i] else "probable" for i in idx]),
         }
     )
     sizes = np.bincount(component[component >= 0]) if (component >= 0).any() else np.zeros(0)
@@ -347,6 +433,7 @@ def _save(
     b: np.ndarray,
     prob: np.ndarray,
     asserted: np.ndarray,
+    probable: np.ndarray,
     matcher: Any,
     mappings: Any,
     summary: dict[str, Any],
@@ -355,7 +442,14 @@ def _save(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    np.savez(tmp / "candidates.npz", a_rows=a, b_rows=b, probability=prob, asserted=asserted)
+    np.savez(
+        tmp / "candidates.npz",
+        a_rows=a,
+        b_rows=b,
+        probability=prob,
+        asserted=asserted,
+        probable=probable,
+    )
     matcher.save(tmp / "matcher")
     if mappings is not None:
         mappings.save(tmp / "mappings")

@@ -176,6 +176,11 @@ class Store(ABC):
         ``known_links`` row touching them, each in table order. Backends override this
         default, which filters whole tables."""
         tables = {name: self.read(name) for name in ("links", "known_links")}
+        if "status" in tables["links"].column_names:  # probable links join no one
+            import pyarrow.compute as pc
+
+            status = pc.fill_null(tables["links"]["status"], "asserted")
+            tables["links"] = tables["links"].filter(pc.equal(status, "asserted"))
         ends = {
             name: list(
                 zip(

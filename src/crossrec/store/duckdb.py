@@ -15,6 +15,7 @@ from crossrec.errors import SchemaVersionError, WorkspaceError
 from crossrec.store import event_keys
 from crossrec.store.base import PERSON_LIMIT, PlatformStats, Store, WriteResult
 from crossrec.store.erasure import erase_rows, rebuild_database
+from crossrec.store.lock import damaged, open_duckdb
 
 _TABLES = {t.name: t for t in schema.CANONICAL_TABLES}
 __all__ = ["DuckDBStore", "rebuild_database"]
@@ -32,7 +33,7 @@ def _select_list(table: schema.Table, cols: Sequence[str]) -> str:
 def _either_side(n: int) -> str:
     """SQL condition: a link row with one of ``n`` accounts on either side."""
     one = "(platform_a = ? AND account_a = ?) OR (platform_b = ? AND account_b = ?)"
-    return " OR ".join([one] * n)
+    return "(" + " OR ".join([one] * n) + ")"
 
 
 def _member_params(members: set[tuple[str, str]]) -> list[str]:
@@ -44,6 +45,10 @@ def _table(name: str) -> schema.Table:
         return _TABLES[name]
     except KeyError:
         raise ValueError(f"unknown table {name!r}; known: {sorted(_TABLES)}") from None
+
+
+#: Links that join accounts into a person (``probable`` ones do not).
+_ASSERTED = "coalesce(status, 'asserted') = 'asserted' AND "
 
 
 class DuckDBStore(Store):
@@ -60,13 +65,8 @@ class DuckDBStore(Store):
         self.path = path
         if not create and not path.exists():
             raise WorkspaceError(f"store {path} is missing", hint="run `crossrec init` first")
-        try:
-            self.con = duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as exc:
-            raise WorkspaceError(
-                f"cannot open store {path}: {str(exc).splitlines()[0]}",
-                hint="another crossrec process may be writing to it; stop it and retry",
-            ) from None
+        # a store another process holds is waited for, then its holder named
+        self.con = open_duckdb(path, read_only=read_only, what="store")
         self._in_tx = False
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET enable_progress_bar = false")
@@ -74,10 +74,18 @@ class DuckDBStore(Store):
             self.con.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
         if create:
             self._create()
-        self._check_version()
+        try:
+            self._check_version()
+        except duckdb.Error as exc:  # opened, but its catalogue cannot be read
+            self.con.close()
+            raise damaged(path, "store", str(exc)) from None
         if not read_only:
             for table in schema.CANONICAL_TABLES:
                 self.con.execute(table.ddl())
+            # stores written before links had a status hold asserted links only
+            self.con.execute(
+                "ALTER TABLE links ADD COLUMN IF NOT EXISTS status VARCHAR DEFAULT 'asserted'"
+            )
 
     # -- lifecycle -------------------------------------------------------------------------
     def _create(self) -> None:
@@ -419,6 +427,7 @@ class DuckDBStore(Store):
     def person_rows(
         self, platform: str, account: str, *, limit: int = PERSON_LIMIT
     ) -> tuple[pa.Table, pa.Table, pa.Table]:
+        # a person is joined by asserted and known links; probable links join no one
         members = {(platform, account)}
         frontier = set(members)
         while frontier and len(members) < limit:
@@ -426,6 +435,7 @@ class DuckDBStore(Store):
             for name in ("links", "known_links"):
                 for pa_, a, pb, b in self.con.execute(
                     f"SELECT platform_a, account_a, platform_b, account_b FROM {name} WHERE "
+                    + (_ASSERTED if name == "links" else "")
                     + _either_side(len(frontier)),
                     _member_params(frontier),
                 ).fetchall():
@@ -435,7 +445,10 @@ class DuckDBStore(Store):
         # a person has a handful of accounts (``limit``): a few terms per query
         where, params = _either_side(len(members)), _member_params(members)
         links, known = (
-            self.con.sql(f"SELECT * FROM {name} WHERE {where}", params=params).to_arrow_table()
+            self.con.sql(
+                f"SELECT * FROM {name} WHERE {_ASSERTED if name == 'links' else ''}{where}",
+                params=params,
+            ).to_arrow_table()
             for name in ("links", "known_links")
         )
         persons = self.con.sql(
