@@ -253,6 +253,7 @@ def _model(data: ReportData) -> str:
         ]
         rows += [[f"matcher {k}", v] for k, v in matcher.items() if not isinstance(v, dict | list)]
         parts.append("<h3>Linking</h3>" + _table(["", "value"], rows))
+        parts.append(_operating_point(s))
     metrics = meta.get("metrics") or {}
     figures = []
     seconds = metrics.get("seconds")
@@ -340,3 +341,42 @@ def _fmt(v: Any) -> str:
 
 def _time(t: datetime | None) -> str:
     return "—" if t is None else t.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _operating_point(s: dict[str, Any]) -> str:
+    """How the threshold was chosen, from every known link out of fold: the estimated share
+    of accounts with a partner, the calibration of link probabilities, the scorer selection
+    and the candidate recall of partners still to be found."""
+    op = s.get("operating_point") or {}
+    selection = s.get("selection") or {}
+    recall = s.get("candidate_recall") or {}
+    rows: list[list[Any]] = [
+        ["probable links (mutual best, below the threshold)", s.get("probable_links")],
+        ["accounts with a partner (mixture estimate)", op.get("partner_share")],
+        ["known links seen from both ends (units)", op.get("units")],
+        ["simulated links the threshold rests on", op.get("certified_on_links")],
+        ["known links needed to certify the target", op.get("known_links_needed")],
+        ["Brier score of link probabilities (out of fold)", op.get("brier")],
+        ["calibration error (out of fold)", op.get("calibration_error")],
+        ["scorer chosen", selection.get("chosen")],
+        ["cf_mapping MRR on the known links", selection.get("cf_mapping_mrr")],
+    ]
+    for part in ("unseen", "seen"):
+        r = recall.get(part) or {}
+        rows.append(
+            [
+                f"candidate recall of {part} known links (as generated / cross-fitted CF maps)",
+                f"{r.get('as_generated')} / {r.get('cross_fitted')} ({r.get('links')} links)",
+            ]
+        )
+    mrr = selection.get("mrr") or {}
+    top = sorted(mrr.items(), key=lambda kv: -kv[1])[:8]
+    html = "<h3>Operating point</h3>" + _table(["", "value"], rows)
+    if top:
+        html += "<p>Out-of-fold MRR of the known partners by scorer (best 8):</p>"
+        html += _table(["scorer", "MRR"], [[k, v] for k, v in top])
+    reliability = op.get("reliability")
+    if reliability:
+        bins = dict(reliability, count=reliability.get("weight", []))
+        html += _figures([(plots.calibration(bins), "link probabilities, out of fold")])
+    return html
