@@ -437,3 +437,100 @@ def test_identifier_matrix_counts_each_identifier_once() -> None:
     )
     assert isinstance(ctx.identifiers, sp.csr_matrix)
     assert signals_of(ctx, [("p1", "a", "p2", "b")])["identifiers_equal"][0] == 1.0
+
+
+# -- kernels: the same numbers as the gathering numpy/scipy code they replaced ------------------
+def _gathered_dot(x, ia, y, ib):  # type: ignore[no-untyped-def]
+    """The replaced code: gather both sides of every pair, then a row-wise einsum."""
+    return np.einsum("ij,ij->i", np.asarray(x)[ia], np.asarray(y)[ib])
+
+
+def _gathered_sparse_dot(x, ia, y, ib):  # type: ignore[no-untyped-def]
+    return np.asarray(x[ia].multiply(y[ib]).sum(axis=1), dtype=np.float64).ravel()
+
+
+def _random_world(seed: int = 0) -> LinkContext:
+    """Two timed platforms and an untimed one, random items, times, sequence vectors,
+    identifiers and a random item alignment: every signal has values, and NaNs."""
+    rng = np.random.default_rng(seed)
+    rows: list[tuple[str, str, str, datetime | None]] = []
+    seq: dict[tuple[str, str], np.ndarray] = {}
+    for platform, timed_ in (("p1", True), ("p2", True), ("p3", False)):
+        for u in range(40):
+            for _ in range(int(rng.integers(1, 12))):
+                t = MONDAY + timedelta(hours=int(rng.integers(0, 24 * 60))) if timed_ else None
+                rows.append((platform, f"u{u}", f"{platform}i{rng.integers(0, 30)}", t))
+            seq[(platform, f"u{u}")] = rng.normal(size=4)
+    seq[("p2", "u0")] = np.zeros(4)  # a zero vector: cosine 0, not NaN
+    identifiers = [
+        (p, f"u{rng.integers(0, 40)}", "email", f"e{rng.integers(0, 15)}")
+        for p in ("p1", "p2", "p3")
+        for _ in range(30)
+    ]
+    alignment = {}
+    for src, dst in (("p1", "p2"), ("p2", "p1")):
+        alignment[(src, dst)] = Alignment(
+            neighbours=rng.integers(-1, 30, size=(30, 3)).astype(np.int32),
+            similarity=rng.uniform(0.5, 1.0, size=(30, 3)).astype(np.float32),
+            n_items_b=30,
+        )
+    ctx = make_context(rows, identifiers=identifiers, alignment=alignment, seq=seq)
+    prof, n = ctx.profiles, len(ctx)
+    prof.cf = rng.normal(size=(n, 4)).astype(np.float32)
+    prof.has_text = rng.random(n) < 0.7
+    prof.text = np.where(prof.has_text[:, None], rng.normal(size=(n, 6)), 0).astype(np.float32)
+    prof.has_values = rng.random(n) < 0.6
+    prof.values = np.where(prof.has_values[:, None], rng.random((n, 10)), 0).astype(np.float32)
+    return ctx
+
+
+def test_kernels_give_the_signals_of_the_gathering_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    import crossrec.link.signals as signals_module
+
+    ctx = _random_world()
+    rng = np.random.default_rng(1)
+    code = ctx.platform_code
+    a = rng.integers(0, len(ctx), 3000)
+    b = rng.integers(0, len(ctx), 3000)
+    ok = code[a] != code[b]
+    a, b = np.minimum(a[ok], b[ok]), np.maximum(a[ok], b[ok])
+    ranks = rng.integers(0, 30, size=(len(a), len(RANK_NAMES))).astype(np.uint16)
+    link = np.flatnonzero(code == 0)[:20], np.flatnonzero(code == 1)[:20]
+    maps = fit_mappings(ctx, link, min_pairs=5, max_epochs=5, seed=0)
+    X, names = compute_signals(ctx, maps, a, b, ranks)
+    with monkeypatch.context() as m:
+        m.setattr(signals_module, "pair_dot", _gathered_dot)
+        m.setattr(signals_module, "sparse_pair_dot", _gathered_sparse_dot)
+        old, _ = compute_signals(ctx, maps, a, b, ranks)  # per-row caches are kernel-free
+    for j, name in enumerate(names):
+        assert np.array_equal(np.isnan(X[:, j]), np.isnan(old[:, j])), name
+        assert not np.isnan(X[:, j]).all(), name
+    exact = ("identifiers_equal", "days_jaccard", "log_events_a", "log_events_gap", "mutual_best")
+    for name in exact:  # counts and ratios of counts: the very same numbers
+        j = names.index(name)
+        np.testing.assert_array_equal(X[:, j], old[:, j], err_msg=name)
+    # sums of float products: equal to float32 rounding (the kernels add in float64)
+    np.testing.assert_allclose(X, old, rtol=2e-6, atol=2e-6, equal_nan=True)
+
+
+def test_pair_kernels_on_random_rows() -> None:
+    from crossrec.link.kernels import pair_dot, sparse_pair_dot
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 37)).astype(np.float32)
+    y = rng.normal(size=(150, 37)).astype(np.float32)
+    ia, ib = rng.integers(0, 200, 5000), rng.integers(0, 150, 5000)
+    got = pair_dot(x, ia, y, ib)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, _gathered_dot(x, ia, y, ib), rtol=1e-5, atol=1e-5)
+    xs = sp.random(200, 90, density=0.1, format="csr", dtype=np.float32, random_state=4)
+    ys = sp.random(150, 90, density=0.1, format="csr", dtype=np.float32, random_state=5)
+    np.testing.assert_allclose(
+        sparse_pair_dot(xs, ia, ys, ib), _gathered_sparse_dot(xs, ia, ys, ib), rtol=1e-6
+    )
+    ones_x, ones_y = xs.copy(), ys.copy()
+    ones_x.data[:], ones_y.data[:] = 1.0, 1.0  # counts: equal, not close
+    np.testing.assert_array_equal(
+        sparse_pair_dot(ones_x, ia, ones_y, ib), _gathered_sparse_dot(ones_x, ia, ones_y, ib)
+    )
+    assert pair_dot(x, ia[:0], y, ib[:0]).shape == (0,)

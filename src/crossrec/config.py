@@ -123,6 +123,13 @@ class IndexConfig(_Section):
     ef_search: int = Field(default=256, ge=8)
     #: Queries sampled to measure the ANN recall against the exact index at build time.
     recall_sample: int = Field(default=1_000, ge=10)
+    #: Collections of at least this size use an IVF index (4·√N lists) instead of HNSW.
+    ivf_min: int = Field(default=50_000, ge=1)
+    #: The IVF index probes the fewest lists whose recall@``recall_k`` against exact search,
+    #: on held-out vectors at build time, reaches this.
+    ivf_target_recall: float = Field(default=0.95, gt=0, le=1)
+    #: Neighbours per query at which ANN recall is measured (the candidate lists' length).
+    recall_k: int = Field(default=20, ge=1)
 
 
 class EngineConfig(_Section):
@@ -163,6 +170,9 @@ class LinkConfig(_Section):
     top_k: int = Field(default=20, ge=1)
     max_candidates: int = Field(default=50, ge=1)
     max_candidate_pairs: int = Field(default=50_000_000, ge=1)
+    #: Each fused candidate list is cut at the fused score below which at most this share of
+    #: the known partners lie (0: below every known partner's score; 1: keep the top only).
+    candidate_cut_loss: float = Field(default=0.0, ge=0, le=1)
     link_precision: float = Field(default=0.95, gt=0, le=1)
     max_component_size: int = Field(default=10, ge=2)
     #: Text similarity at which two items of different platforms count as the same item in
@@ -310,12 +320,16 @@ holdout = 0.1
 # max_seconds = 600.0
 
 [index]
-# Collections up to exact_max vectors use exact search; larger ones use faiss HNSW.
+# Collections up to exact_max vectors use exact search; from ivf_min on, faiss IVF (4·√N
+# lists, nprobe chosen at build time for ivf_target_recall); HNSW in between.
 exact_max = 20000
 hnsw_m = 32
 ef_construction = 80
 ef_search = 256
 recall_sample = 1000
+ivf_min = 50000
+ivf_target_recall = 0.95
+recall_k = 20
 
 [engine]
 # Where the batch link job's heavy steps run: local (in process) | spark.

@@ -1,4 +1,5 @@
-"""Vector index behind one interface: exact search (the reference) and faiss HNSW (approximate).
+"""Vector index behind one interface: exact search (the reference), faiss HNSW and IVF
+(approximate).
 
 Both indexes score by cosine similarity: vectors and queries are L2-normalised and compared by
 inner product (a zero vector scores 0 against everything). Ids are any 1-D array of integers
@@ -9,9 +10,9 @@ Removal marks positions as deleted and searches skip them through a faiss id sel
 more than half of the positions are deleted the index is rebuilt from the live vectors
 (``compact``). HNSW cannot delete graph nodes, so this is how it supports online updates.
 
-The approximate index is measured, not trusted: :func:`build_index` computes recall@10 against
-exact search on a seeded sample of held-out queries and keeps it in
-``metadata["recall_at_10"]``.
+The approximate index is measured, not trusted: :func:`build_index` computes recall@k against
+exact search on a seeded sample of held-out queries and keeps it in ``metadata`` (and an IVF
+index's ``nprobe`` is chosen there for a target recall).
 
 faiss is imported inside the functions that use it, so ``import crossrec.index`` is cheap.
 """
@@ -19,6 +20,7 @@ faiss is imported inside the functions that use it, so ``import crossrec.index``
 from __future__ import annotations
 
 import json
+import math
 import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
@@ -408,6 +410,119 @@ class HNSWIndex(VectorIndex):
         }
 
 
+class IVFIndex(VectorIndex):
+    """Approximate cosine search with a faiss inverted-file index (``IndexIVFFlat``, inner
+    product): the collection is split into ``n_lists`` k-means cells and a query scores the
+    vectors of its ``nprobe`` nearest cells exactly.
+
+    Training is seeded (the sample of vectors k-means sees and k-means itself), and a search
+    scores each query on one thread, so the same vectors give the same results on any number
+    of cores. :func:`build_index` chooses ``nprobe`` for a target recall and stores it.
+
+    Parameters
+    ----------
+    dim : int
+    n_lists : int
+        k-means cells (``4·√N`` in :func:`build_index`).
+    nprobe : int
+        Cells searched per query.
+    seed : int
+        Seeds the training sample and k-means.
+    """
+
+    kind = "ivf"
+    #: Training vectors per cell at most (faiss warns below 39; more adds little).
+    TRAIN_PER_LIST: ClassVar[int] = 64
+    #: k-means iterations.
+    TRAIN_ITERATIONS: ClassVar[int] = 20
+
+    def __init__(self, dim: int, *, n_lists: int, nprobe: int = 16, seed: int = 0) -> None:
+        if n_lists < 1 or nprobe < 1:
+            raise InputError(f"n_lists and nprobe must be >= 1, got {n_lists} and {nprobe}")
+        self.n_lists, self.nprobe, self.seed = int(n_lists), int(nprobe), int(seed)
+        super().__init__(dim)
+        self.metadata = {"kind": self.kind, "recall_at_10": None}
+
+    def _new_faiss(self) -> Any:
+        faiss = _import_faiss()
+
+        quantizer = faiss.IndexFlatIP(self.dim)
+        index = faiss.IndexIVFFlat(quantizer, self.dim, self.n_lists, faiss.METRIC_INNER_PRODUCT)
+        index.nprobe = self.nprobe  # faiss's wrapper keeps the quantizer alive with the index
+        return index
+
+    def train(self, vectors: np.ndarray) -> IVFIndex:
+        """Fit the cells on a seeded sample of ``vectors`` (n, dim), n >= ``n_lists``."""
+        faiss = _import_faiss()
+
+        x = self._check_vectors(vectors, "vectors")
+        if len(x) < self.n_lists:
+            raise InputError(
+                f"an IVF index of {self.n_lists} lists needs at least as many training vectors, "
+                f"got {len(x)}",
+                hint="lower the number of lists or use an exact or HNSW index",
+            )
+        sample = min(len(x), self.TRAIN_PER_LIST * self.n_lists)
+        rng = np.random.default_rng(self.seed)
+        chosen = (
+            np.sort(rng.choice(len(x), size=sample, replace=False)) if sample < len(x) else None
+        )
+        train_x = x if chosen is None else x[chosen]
+        clustering = faiss.Clustering(self.dim, self.n_lists)
+        clustering.seed = self.seed
+        clustering.niter = self.TRAIN_ITERATIONS
+        clustering.max_points_per_centroid = self.TRAIN_PER_LIST
+        clustering.spherical = True
+        clustering.train(train_x, self._faiss.quantizer)
+        self._faiss.is_trained = True
+        return self
+
+    def build(self, vectors: np.ndarray, ids: np.ndarray) -> VectorIndex:
+        """Train on ``vectors`` (seeded) and hold them under ``ids``."""
+        self._reset(keep_training=False)
+        self.train(vectors)
+        return self.add(vectors, ids)
+
+    def _add(self, x: np.ndarray, new_ids: np.ndarray) -> VectorIndex:
+        if not self._faiss.is_trained:
+            raise ModelError(
+                "this IVF index is not trained", hint="build() it, or train() it before add()"
+            )
+        return super()._add(x, new_ids)
+
+    def _reset(self, keep_training: bool = True) -> None:
+        # compaction and rebuilds keep the trained cells: only the vectors go
+        if keep_training and getattr(self, "_faiss", None) is not None and self._faiss.is_trained:
+            self._faiss.reset()
+            self._ids = np.empty(0, dtype=np.int64)
+            self._live = np.empty(0, dtype=bool)
+            self._position = None
+            self._n_live = 0
+            return
+        super()._reset()
+
+    def compact(self) -> None:
+        if len(self._ids):
+            self._faiss.make_direct_map()
+        super().compact()
+
+    def _search_params(self, selector: Any) -> Any:
+        faiss = _import_faiss()
+
+        if selector is None:
+            return faiss.SearchParametersIVF(nprobe=self.nprobe)
+        return faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
+
+    def _params(self) -> dict[str, Any]:
+        return {"n_lists": self.n_lists, "nprobe": self.nprobe, "seed": self.seed}
+
+
+def ivf_lists(n: int) -> int:
+    """Cells of an IVF index over ``n`` vectors: ``4·√n`` (at least 1, at most n / 39 so
+    that k-means has enough points per cell)."""
+    return max(1, min(round(4 * math.sqrt(n)), n // 39))
+
+
 def load_index(directory: str | Path) -> VectorIndex:
     """Read an index written by :meth:`VectorIndex.save` (no pickles)."""
     faiss = _import_faiss()
@@ -422,11 +537,15 @@ def load_index(directory: str | Path) -> VectorIndex:
         raise ModelError(
             f"{path}: cannot read the vector index: {exc}", hint="rebuild the index"
         ) from None
-    if meta.get("format") != _FORMAT or meta.get("kind") not in ("exact", "hnsw"):
+    if meta.get("format") != _FORMAT or meta.get("kind") not in ("exact", "hnsw", "ivf"):
         raise ModelError(f"{path}: unknown index format or kind in {_META_FILE}")
     index: VectorIndex
     if meta["kind"] == "exact":
         index = ExactIndex(meta["dim"])
+    elif meta["kind"] == "ivf":
+        index = IVFIndex(
+            meta["dim"], n_lists=meta["n_lists"], nprobe=meta["nprobe"], seed=meta["seed"]
+        )
     else:
         index = HNSWIndex(
             meta["dim"],
@@ -453,13 +572,14 @@ def build_index(
 ) -> VectorIndex:
     """Build the index that suits the collection and report its quality.
 
-    Up to ``config.exact_max`` vectors use :class:`ExactIndex`. Above that an
-    :class:`HNSWIndex` is built and its recall@10 against exact search is measured on held-out
-    queries: ``config.recall_sample`` vectors (at most a tenth of them) drawn with ``seed`` are
-    left out of the graph, used as queries against the rest, then inserted last. Held-out
-    queries are what the index will face (vectors from another platform); querying with
-    vectors already in the graph would overstate recall, since HNSW stores each node's
-    neighbours.
+    Up to ``config.exact_max`` vectors use :class:`ExactIndex`; from ``config.ivf_min`` on an
+    :class:`IVFIndex` (``4·√N`` lists, seeded training) whose ``nprobe`` is the smallest that
+    reaches ``config.ivf_target_recall``; in between an :class:`HNSWIndex`. An approximate
+    index's recall against exact search is measured on held-out queries:
+    ``config.recall_sample`` vectors (at most a tenth of them) drawn with ``seed`` are left
+    out, used as queries against the rest, then added last. Held-out queries are what the
+    index will face (vectors from another platform); querying with vectors already in the
+    index would overstate recall (a vector finds itself; HNSW stores each node's neighbours).
 
     Parameters
     ----------
@@ -468,16 +588,18 @@ def build_index(
     config : IndexConfig, optional
         Defaults to ``IndexConfig()``.
     seed : int
-        Seeds the recall sample.
+        Seeds the recall sample and the IVF training.
     build_threads : int
         Threads for HNSW insertion (1: deterministic graph).
 
     Returns
     -------
     VectorIndex
-        ``metadata`` holds ``kind``, ``recall_at_10`` (1.0 for exact), ``recall_queries``,
-        ``build_seconds`` / ``build_cpu_seconds`` (insertion only; CPU time of this process,
-        which shared cores disturb less) and ``recall_seconds`` / ``recall_cpu_seconds``.
+        ``metadata`` holds ``kind``, ``recall_at_10`` and ``recall_at_{recall_k}`` (1.0 for
+        exact), ``recall_queries``, ``build_seconds`` / ``build_cpu_seconds`` (training and
+        insertion; CPU time of this process, which shared cores disturb less) and
+        ``recall_seconds`` / ``recall_cpu_seconds``; an IVF index also ``n_lists``,
+        ``nprobe`` and ``nprobe_recall`` (recall at each ``nprobe`` tried).
     """
     config = config or IndexConfig()
     x = np.asarray(vectors)
@@ -494,10 +616,21 @@ def build_index(
     sample = min(config.recall_sample, max(1, len(x) // 10))
     held = np.zeros(len(x), dtype=bool)
     held[rng.choice(len(x), size=sample, replace=False)] = True
-    index = HNSWIndex.from_config(x.shape[1], config, build_threads=build_threads)
-    index.build(x[~held], ids[~held])
-    build = clock.lap("build")
-    recall = measure_recall(index, x[~held], ids[~held], x[held])
+    kept_x, kept_ids = x[~held], ids[~held]
+    k = config.recall_k
+    if len(x) >= config.ivf_min:
+        ivf = IVFIndex(x.shape[1], n_lists=ivf_lists(len(kept_x)), seed=seed)
+        ivf.train(kept_x)
+        index = ivf.add(kept_x, kept_ids)
+        build = clock.lap("build")
+        recall = choose_nprobe(ivf, kept_x, x[held], k=k, target=config.ivf_target_recall)
+    else:
+        index = HNSWIndex.from_config(x.shape[1], config, build_threads=build_threads)
+        index.build(kept_x, kept_ids)
+        build = clock.lap("build")
+        recall = measure_recall(index, kept_x, kept_ids, x[held], k=k)
+        if k != 10:
+            recall.update(measure_recall(index, kept_x, kept_ids, x[held], k=10))
     recall.update(clock.lap("recall"))
     index.add(x[held], ids[held])
     for key, value in clock.lap("build").items():
@@ -505,6 +638,101 @@ def build_index(
     index.metadata.update(build)
     index.metadata.update(recall)
     return index
+
+
+#: ``nprobe`` values :func:`choose_nprobe` tries, in order (each probes a superset of lists).
+NPROBE_STEPS: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+
+
+def choose_nprobe(
+    index: IVFIndex, vectors: np.ndarray, queries: np.ndarray, *, k: int, target: float
+) -> dict[str, Any]:
+    """Set ``index.nprobe`` to the smallest of :data:`NPROBE_STEPS` (or all lists) whose
+    recall@k against exact search over ``vectors`` (what the index holds, in order) reaches
+    ``target`` on ``queries``.
+
+    Returns
+    -------
+    dict
+        ``nprobe``, ``n_lists``, ``recall_at_{k}`` and ``recall_at_10`` at that ``nprobe``,
+        ``recall_queries``, ``nprobe_recall`` (``{nprobe: recall@k}`` of each value tried).
+    """
+    truth = exact_top_k(vectors, queries, k)
+    tried: dict[str, float] = {}
+    steps = [p for p in NPROBE_STEPS if p < index.n_lists] + [index.n_lists]
+    for nprobe in steps:
+        index.nprobe = nprobe
+        _, found = index.search(queries, k)
+        tried[str(nprobe)] = _overlap(found, index.ids[truth])
+        if tried[str(nprobe)] >= target:
+            break
+    _, found10 = index.search(queries, 10)
+    return {
+        "nprobe": index.nprobe,
+        "n_lists": index.n_lists,
+        f"recall_at_{k}": tried[str(index.nprobe)],
+        "recall_at_10": _overlap(found10, index.ids[truth[:, :10]]),
+        "recall_queries": len(queries),
+        "nprobe_recall": tried,
+    }
+
+
+def exact_top_k(
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    *,
+    rows: np.ndarray | None = None,
+    chunk: int = 262_144,
+) -> np.ndarray:
+    """Positions in ``vectors`` (or in ``rows``) of each query's ``k`` most cosine-similar
+    rows, best first (exact, in chunks of ``chunk`` vectors so memory stays bounded at any
+    size).
+
+    Parameters
+    ----------
+    vectors : np.ndarray, shape (n, dim)
+    queries : np.ndarray, shape (q, dim)
+    k : int
+    rows : np.ndarray of int, shape (r,), optional
+        Search ``vectors[rows]`` only (without copying them whole); positions index ``rows``.
+
+    Returns
+    -------
+    np.ndarray, shape (q, min(k, n)), int64
+    """
+    faiss = _import_faiss()
+
+    q = np.array(np.atleast_2d(queries), dtype=np.float32, order="C", copy=True)
+    faiss.normalize_L2(q)
+    n = len(vectors) if rows is None else len(rows)
+    kk = min(int(k), n)
+    scores = np.empty((len(q), 0), np.float32)
+    positions = np.empty((len(q), 0), np.int64)
+    for start in range(0, n, chunk):
+        block = (
+            vectors[start : start + chunk] if rows is None else vectors[rows[start : start + chunk]]
+        )
+        part = np.array(block, dtype=np.float32, order="C", copy=True)
+        faiss.normalize_L2(part)
+        flat = faiss.IndexFlatIP(part.shape[1])
+        flat.add(part)
+        s, p = flat.search(q, min(kk, len(part)))
+        scores = np.hstack([scores, s])
+        positions = np.hstack([positions, p + start])
+        # best first; a stable sort keeps ties in position order
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :kk]
+        scores = np.take_along_axis(scores, best, axis=1)
+        positions = np.take_along_axis(positions, best, axis=1)
+    return positions
+
+
+def _overlap(found: np.ndarray, truth: np.ndarray) -> float:
+    """Share of each row of ``truth`` found in the same row of ``found``, averaged."""
+    if truth.size == 0:
+        return 1.0
+    hits = sum(len(set(t) & set(f)) for t, f in zip(truth.tolist(), found.tolist(), strict=True))
+    return round(hits / truth.size, 4)
 
 
 def measure_recall(
@@ -532,11 +760,9 @@ def measure_recall(
         ``recall_at_{k}``: the share of each query's exact top ``k`` that ``index`` returns in
         its top ``k``, averaged (float in [0, 1]); ``recall_queries``: ``q``.
     """
-    exact = ExactIndex(index.dim).build(vectors, ids)
-    _, truth = exact.search(queries, k)
+    truth = np.asarray(ids)[exact_top_k(vectors, queries, k)]
     _, found = index.search(queries, k)
-    hits = sum(len(set(t) & set(f)) for t, f in zip(truth.tolist(), found.tolist(), strict=True))
-    return {f"recall_at_{k}": round(hits / max(1, truth.size), 4), "recall_queries": len(queries)}
+    return {f"recall_at_{k}": _overlap(found, truth), "recall_queries": len(queries)}
 
 
 class _Clock:

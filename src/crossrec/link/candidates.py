@@ -13,7 +13,17 @@ B accounts are searched in every signal space available for the pair:
   partners the CF map misses.
 
 The lists are fused by reciprocal rank (Cormack et al. 2009: ``Σ_s 1 / (60 + rank_s)``, ties
-to the smaller row) and cut to ``max_candidates`` per (account, other platform).
+to the smaller row), capped at ``max_candidates`` per (account, other platform), then cut where
+the fused score stops adding truth: for each direction, the fused scores of the known partners
+(known links) in their accounts' lists are sorted and the cut is the score below which at most
+``link.candidate_cut_loss`` of them lie (0: the lowest known partner's score), so entries that
+score below every known partner are dropped. The cut score is measured once per context (on
+the batch's lists, or by searching the known-linked accounts on the online path) and kept,
+so one account's candidates are the batch's.
+
+The approximate indexes are measured where they are used: the batch path searches a seeded
+sample of its queries exactly too, and :attr:`Candidates.recall_vs_exact` holds each space's
+recall@``top_k`` against exact search.
 
 Every pair is reported once, oriented ``a_row < b_row`` (a on the platform first in sorted
 order), with its ranks from both sides: ``rank_ab_<space>`` is b's rank in a's ``<space>``
@@ -39,12 +49,15 @@ import numpy as np
 from crossrec.errors import CapacityError, InputError
 
 if TYPE_CHECKING:
+    from crossrec.index import VectorIndex
     from crossrec.link.context import LinkContext
     from crossrec.link.mapping import CFMappings
     from crossrec.progress import ProgressHook
     from crossrec.represent.profiles import AccountProfiles
 
 SPACES: tuple[str, ...] = ("sequence", "text", "cf", "values")
+#: Query accounts per direction and space searched exactly too, to measure the ANN recall.
+RECALL_SAMPLE = 500
 #: Columns of :attr:`Candidates.ranks`, in order.
 RANK_NAMES: tuple[str, ...] = tuple(
     f"rank_{side}_{space}" for space in (*SPACES, "fused") for side in ("ab", "ba")
@@ -65,12 +78,26 @@ class Candidates:
         Profile rows, ``a_rows < b_rows`` (different platforms), sorted by (a, b), unique.
     ranks : np.ndarray, shape (n, len(RANK_NAMES)), uint16
         1-based ranks (0 = absent) in the order of :data:`RANK_NAMES`.
+    recall_vs_exact : dict of str to float
+        Per space, recall@``top_k`` of the index against exact search on a seeded sample of
+        the queries (1.0 for exact indexes); empty on the online path.
+    pairs_per_account : float
+        Fused-list entries per query account and other platform, after the cut.
+    known_partners_kept : float or None
+        Share of the known partners in their accounts' fused lists that the cut keeps (None
+        without known links).
+    cut_scores : dict of str to float
+        The cut's fused score per direction (``"A->B"``).
     """
 
     a_rows: np.ndarray
     b_rows: np.ndarray
     ranks: np.ndarray
     rank_names: tuple[str, ...] = field(default=RANK_NAMES)
+    recall_vs_exact: dict[str, float] = field(default_factory=dict)
+    pairs_per_account: float = 0.0
+    known_partners_kept: float | None = None
+    cut_scores: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.a_rows.shape[0])
@@ -89,18 +116,39 @@ class Candidates:
     def subset(self, mask: np.ndarray) -> Candidates:
         return Candidates(self.a_rows[mask], self.b_rows[mask], self.ranks[mask], self.rank_names)
 
+    def report(self) -> dict[str, object]:
+        """The candidate step's figures, JSON-ready (for the link summary)."""
+        return {
+            "candidate_pairs": len(self),
+            "pairs_per_account": round(self.pairs_per_account, 2),
+            "known_partners_kept": self.known_partners_kept,
+            "recall_vs_exact": dict(self.recall_vs_exact),
+            "cut_scores": dict(self.cut_scores),
+        }
+
 
 @dataclass
 class _Lists:
     """Fused lists of query rows of platform A on platform B.
 
     ``fused[i, j]`` is the profile row at fused rank ``j + 1`` for query ``rows[i]`` (-1 where
-    the list is shorter) and ``space_ranks[i, j, s]`` its rank in ``SPACES[s]`` (0 = absent).
+    the list is shorter), ``scores[i, j]`` its fused score and ``space_ranks[i, j, s]`` its
+    rank in ``SPACES[s]`` (0 = absent). ``recall`` holds, per space searched approximately,
+    (hits, exact neighbours) on the sampled queries.
     """
 
     rows: np.ndarray  # (m,) int64, sorted
     fused: np.ndarray  # (m, max_candidates) int32
     space_ranks: np.ndarray  # (m, max_candidates, len(SPACES)) uint16
+    scores: np.ndarray  # (m, max_candidates) float64, 0 where empty
+    recall: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def cut(self, min_score: float) -> None:
+        """Drop the entries scoring below ``min_score`` (the tail of each list)."""
+        drop = (self.scores < min_score) & (self.fused >= 0)
+        self.fused[drop] = -1
+        self.space_ranks[drop] = 0
+        self.scores[drop] = 0.0
 
 
 def estimate_pairs(
@@ -182,8 +230,26 @@ def generate_candidates(
     codes = ctx.platform_code[queries]
     entries = []
     found: dict[tuple[int, int], np.ndarray] = {}
+    recall: dict[str, list[int]] = {}
+    kept = [0, 0]  # known partners in the lists after and before the cut
+    listed = n_queries = 0
+    cut_scores: dict[str, float] = {}
     for p, q in directions:
-        lists = _direction_lists(ctx, mappings, p, q, queries[codes == p], k, cap)
+        own = queries[codes == p]
+        lists = _direction_lists(ctx, mappings, p, q, own, k, cap, measure=rows is None)
+        cut = _cut_score(ctx, mappings, p, q, k, cap, lists if rows is None else None)
+        cut_scores[f"{ctx.platforms[p]}->{ctx.platforms[q]}"] = cut
+        before = _known_partner_hits(ctx, lists, q)
+        lists.cut(cut)
+        after = _known_partner_hits(ctx, lists, q)
+        kept[0] += after
+        kept[1] += before
+        listed += int((lists.fused >= 0).sum())
+        n_queries += len(own)
+        for space, (hits, total) in lists.recall.items():
+            acc = recall.setdefault(space, [0, 0])
+            acc[0] += hits
+            acc[1] += total
         entries.append(_entries(ctx, lists, p, q))
         if rows is not None:
             found[(p, q)] = np.unique(lists.fused[lists.fused >= 0]).astype(np.int64)
@@ -196,11 +262,19 @@ def generate_candidates(
     for (p, q), rows_found in found.items():
         extra = np.setdiff1d(rows_found, queries)
         if len(extra):
-            entries.append(
-                _entries(ctx, _direction_lists(ctx, mappings, q, p, extra, k, cap), q, p)
-            )
+            lists = _direction_lists(ctx, mappings, q, p, extra, k, cap)
+            lists.cut(_cut_score(ctx, mappings, q, p, k, cap, None))
+            entries.append(_entries(ctx, lists, q, p))
     n = len(ctx)
-    return Candidates(keys // n, keys % n, _scatter_ranks(keys, entries))
+    return Candidates(
+        keys // n,
+        keys % n,
+        _scatter_ranks(keys, entries),
+        recall_vs_exact={s: round(h / max(t, 1), 4) for s, (h, t) in recall.items()},
+        pairs_per_account=listed / max(n_queries, 1),
+        known_partners_kept=round(kept[0] / kept[1], 4) if kept[1] else None,
+        cut_scores=cut_scores,
+    )
 
 
 def pair_ranks(
@@ -234,7 +308,9 @@ def pair_ranks(
         sel = (code_a == p) & (code_b == q)
         own = np.unique(np.concatenate([a[sel], b[(code_b == p) & (code_a == q)]]))
         if len(own):
-            entries.append(_entries(ctx, _direction_lists(ctx, mappings, p, q, own, k, cap), p, q))
+            lists = _direction_lists(ctx, mappings, p, q, own, k, cap)
+            lists.cut(_cut_score(ctx, mappings, p, q, k, cap, None))
+            entries.append(_entries(ctx, lists, p, q))
     keys = np.minimum(a, b) * n + np.maximum(a, b)
     uniq, inverse = np.unique(keys, return_inverse=True)
     ranks = _scatter_ranks(uniq, entries)[inverse]
@@ -281,8 +357,14 @@ def _direction_lists(
     queries: np.ndarray,
     top_k: int,
     max_candidates: int,
+    *,
+    measure: bool = False,
 ) -> _Lists:
-    """Fused lists of ``queries`` (rows of platform ``p``) on platform ``q``."""
+    """Fused lists of ``queries`` (rows of platform ``p``) on platform ``q``, uncut.
+
+    ``measure``: also search a seeded sample of the queries exactly in every space whose
+    index is approximate, and keep (hits, exact neighbours) in ``recall``.
+    """
     a_name, b_name = ctx.platforms[p], ctx.platforms[q]
     profiles = ctx.profiles
     indexes = {}
@@ -295,6 +377,12 @@ def _direction_lists(
     m = len(queries)
     fused = np.full((m, max_candidates), -1, np.int32)
     ranks = np.zeros((m, max_candidates, len(SPACES)), np.uint16)
+    scores = np.zeros((m, max_candidates), np.float64)
+    sampled = np.zeros(m, bool)
+    if measure and m:
+        rng = np.random.default_rng(_RECALL_SEED + 7919 * p + q)
+        sampled[rng.choice(m, size=min(m, RECALL_SAMPLE), replace=False)] = True
+    recall: dict[str, tuple[int, int]] = {}
     for start in range(0, m, QUERY_BATCH):
         rows = queries[start : start + QUERY_BATCH]
         lists: dict[int, np.ndarray] = {}
@@ -311,10 +399,134 @@ def _direction_lists(
                     vectors = getattr(profiles, space)[rows[usable]]
                 _, got = indexes[space].search(vectors, top_k)
                 ids[np.flatnonzero(usable)[:, None], np.arange(got.shape[1])] = got
+                check = sampled[start : start + len(rows)][usable]
+                if check.any():
+                    hits, total = _exact_hits(
+                        ctx, space, indexes[space], vectors[check], got[check]
+                    )
+                    before = recall.get(space, (0, 0))
+                    recall[space] = (before[0] + hits, before[1] + total)
             lists[s] = ids
         stop = start + len(rows)
-        fused[start:stop], ranks[start:stop] = _fuse(lists, len(rows), max_candidates)
-    return _Lists(queries, fused, ranks)
+        fused[start:stop], ranks[start:stop], scores[start:stop] = _fuse(
+            lists, len(rows), max_candidates
+        )
+    return _Lists(queries, fused, ranks, scores, recall)
+
+
+#: Seeds the sample of queries searched exactly to measure the ANN recall.
+_RECALL_SEED = 20_250
+
+
+def _exact_hits(
+    ctx: LinkContext, space: str, index: VectorIndex, queries: np.ndarray, found: np.ndarray
+) -> tuple[int, int]:
+    """(neighbours of the exact top-k that ``found`` holds, size of the exact top-k) for
+    ``queries`` against the vectors ``index`` holds (rows of the profiles' ``space``)."""
+    from crossrec.index import ExactIndex, exact_top_k
+
+    if isinstance(index, ExactIndex):
+        return found.size, found.size  # exact by construction: recall 1 without the work
+    ids = index.ids
+    vectors = getattr(ctx.profiles, space)
+    truth = ids[exact_top_k(vectors, queries, found.shape[1], rows=ids)]
+    hits = sum(len(set(t) & set(f)) for t, f in zip(truth.tolist(), found.tolist(), strict=True))
+    return hits, int(truth.size)
+
+
+def _cut_score(
+    ctx: LinkContext,
+    mappings: CFMappings | None,
+    p: int,
+    q: int,
+    top_k: int,
+    max_candidates: int,
+    lists: _Lists | None,
+) -> float:
+    """The fused score below which entries of platform ``p``'s lists on ``q`` are dropped.
+
+    Known partners stand in for the unknown ones, but the spaces learnt from the known links
+    rank them too well: the ``cf`` space's map is fitted on every known link, the sequence
+    encoder on some (``sequence/anchors.json`` of the model). So each known partner in its
+    account's (uncut) list is scored without the terms of the spaces that saw its link (a
+    lower bound of what an unseen partner gets), and the cut is the score below which at most
+    ``link.candidate_cut_loss`` of those scores lie (a partner found only by such spaces
+    scores 0, so at loss 0 it keeps every list whole). 0 (no cut) without known partners.
+    Measured once per context, from ``lists`` when they hold every known-linked account of
+    ``p``, else by searching those accounts.
+    """
+    loss = ctx.config.link.candidate_cut_loss
+    key = ("candidate_cut", p, q, top_k, max_candidates, loss)
+
+    def make() -> float:
+        partner = _partners(ctx, q)
+        linked = np.flatnonzero((ctx.platform_code == p) & (partner >= 0))
+        if len(linked) == 0:
+            return 0.0
+        source = lists
+        if source is None or not np.isin(linked, source.rows).all():
+            source = _direction_lists(ctx, mappings, p, q, linked, top_k, max_candidates)
+        at = np.searchsorted(source.rows, linked)
+        hit = source.fused[at] == partner[linked][:, None]
+        if not hit.any():
+            return 0.0
+        which, _ = np.nonzero(hit)
+        ranks = source.space_ranks[at][hit].astype(np.float64)
+        terms = np.where(ranks > 0, 1.0 / (RRF_K + ranks), 0.0)
+        terms[:, SPACES.index("cf")] = 0.0
+        terms[_encoder_anchors(ctx)[linked[which]], SPACES.index("sequence")] = 0.0
+        unseen = np.sort(np.round(terms.sum(axis=1), 12))
+        return float(unseen[min(int(np.floor(loss * len(unseen))), len(unseen) - 1)])
+
+    return float(ctx.cached(key, make))
+
+
+def _encoder_anchors(ctx: LinkContext) -> np.ndarray:
+    """(n,) bool: accounts whose known link the sequence encoder was trained on (every
+    known-linked account when the model does not record them)."""
+
+    def make() -> np.ndarray:
+        import json
+
+        from crossrec.train import ANCHORS_FILE
+
+        seen = np.zeros(len(ctx), dtype=bool)
+        path = None if ctx.model_dir is None else ctx.model_dir / "sequence" / ANCHORS_FILE
+        if path is None or not path.is_file():
+            seen[ctx.link_a] = True
+            seen[ctx.link_b] = True
+            return seen
+        for side_a, side_b in json.loads(path.read_text(encoding="utf-8")):
+            for platform, account in (side_a, side_b):
+                row = ctx.profiles.row(platform, account)
+                if row is not None:
+                    seen[row] = True
+        return seen
+
+    result: np.ndarray = ctx.cached("encoder_anchors", make)
+    return result
+
+
+def _partners(ctx: LinkContext, q: int) -> np.ndarray:
+    """(n,) int64: each account's known partner's row on platform ``q`` (-1 for none)."""
+
+    def make() -> np.ndarray:
+        out = np.full(len(ctx), -1, np.int64)
+        code = ctx.platform_code
+        on_b = code[ctx.link_b] == q
+        out[ctx.link_a[on_b]] = ctx.link_b[on_b]
+        on_a = code[ctx.link_a] == q
+        out[ctx.link_b[on_a]] = ctx.link_a[on_a]
+        return out
+
+    result: np.ndarray = ctx.cached(("known_partner_on", q), make)
+    return result
+
+
+def _known_partner_hits(ctx: LinkContext, lists: _Lists, q: int) -> int:
+    """How many of the lists' accounts hold their known partner on ``q`` in their list."""
+    partner = _partners(ctx, q)[lists.rows]
+    return int((lists.fused == partner[:, None]).any(axis=1)[partner >= 0].sum())
 
 
 def _usable(profiles: AccountProfiles, space: str, rows: np.ndarray) -> np.ndarray:
@@ -328,7 +540,7 @@ def _usable(profiles: AccountProfiles, space: str, rows: np.ndarray) -> np.ndarr
 
 def _fuse(
     lists: dict[int, np.ndarray], m: int, max_candidates: int
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Reciprocal-rank fusion of one batch of space lists.
 
     Parameters
@@ -339,33 +551,37 @@ def _fuse(
     -------
     fused : np.ndarray, shape (m, max_candidates), int32
     ranks : np.ndarray, shape (m, max_candidates, len(SPACES)), uint16
+    scores : np.ndarray, shape (m, max_candidates), float64 (0 where empty)
     """
     fused = np.full((m, max_candidates), -1, np.int32)
     ranks = np.zeros((m, max_candidates, len(SPACES)), np.uint16)
+    scores = np.zeros((m, max_candidates), np.float64)
     parts = [
         (s, np.nonzero(ids >= 0), ids) for s, ids in lists.items()
     ]  # (space, (query, position), ids)
     query = np.concatenate([qp[0] for _, qp, _ in parts]) if parts else np.empty(0, np.int64)
     if len(query) == 0:
-        return fused, ranks
+        return fused, ranks, scores
     cand = np.concatenate([ids[qp] for _, qp, ids in parts])
     rank = np.concatenate([qp[1] + 1 for _, qp, _ in parts])
     space = np.concatenate([np.full(len(qp[0]), s) for s, qp, _ in parts])
     width = int(cand.max()) + 1
     uniq, inverse = np.unique(query.astype(np.int64) * width + cand, return_inverse=True)
-    score = np.bincount(inverse, weights=1.0 / (RRF_K + rank))
+    # rounded so that equal sums of different terms compare equal (ties, and the cut)
+    score = np.round(np.bincount(inverse, weights=1.0 / (RRF_K + rank)), 12)
     per_space = np.zeros((len(uniq), len(SPACES)), np.uint16)
     per_space[inverse, space] = rank
     uq, uc = uniq // width, uniq % width
     # Best score first, ties to the smaller row; then the position within each query.
-    order = np.lexsort((uc, -np.round(score, 12), uq))
+    order = np.lexsort((uc, -score, uq))
     first = np.searchsorted(uq[order], np.arange(m))
     position = np.arange(len(order)) - first[uq[order]]
     keep = order[position < max_candidates]
     pos = position[position < max_candidates]
     fused[uq[keep], pos] = uc[keep]
     ranks[uq[keep], pos] = per_space[keep]
-    return fused, ranks
+    scores[uq[keep], pos] = score[keep]
+    return fused, ranks, scores
 
 
 def _entries(

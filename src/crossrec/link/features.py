@@ -17,6 +17,7 @@ to trust them and fails on everything else. So:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -47,7 +48,13 @@ OOF_FOLDS = 4
 
 
 def _group_ids(keys: np.ndarray) -> tuple[np.ndarray, int]:
-    """Each key's group id in ``[0, n_groups)``, and ``n_groups``."""
+    """Each key's group id in ``[0, n_groups)`` (groups in key order), and ``n_groups``."""
+    keys = np.asarray(keys)
+    if len(keys) and np.all(keys[1:] >= keys[:-1]):  # sorted already: no sort needed
+        starts = np.empty(len(keys), bool)
+        starts[0] = True
+        np.not_equal(keys[1:], keys[:-1], out=starts[1:])
+        return np.cumsum(starts) - 1, int(starts.sum())
     uniq, inv = np.unique(keys, return_inverse=True)
     return inv, len(uniq)
 
@@ -55,18 +62,43 @@ def _group_ids(keys: np.ndarray) -> tuple[np.ndarray, int]:
 def _z_in_groups(inv: np.ndarray, n_groups: int, values: np.ndarray) -> np.ndarray:
     """z-score of each value within its group (NaN stays NaN; a lone value gets 0); groups as
     ids from :func:`_group_ids`, found once per candidate list and shared by every signal."""
-    out = np.full(values.shape, np.nan, dtype=np.float32)
-    ok = ~np.isnan(values)
-    if not ok.any():
-        return out
-    g, v = inv[ok], values[ok].astype(np.float64)
-    n = np.maximum(np.bincount(g, minlength=n_groups), 1).astype(np.float64)
-    mean = np.bincount(g, weights=v, minlength=n_groups) / n
-    var = np.bincount(g, weights=v * v, minlength=n_groups) / n - mean**2
-    std = np.sqrt(np.maximum(var, 0.0))
-    z = np.where(std[g] > 1e-9, (v - mean[g]) / np.maximum(std[g], 1e-9), 0.0)
-    out[ok] = z.astype(np.float32)
-    return out
+    from crossrec.link.kernels import group_z
+
+    return group_z(inv, n_groups, values)
+
+
+def _list_groups(ctx: LinkContext, a: np.ndarray, b: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """Group ids of a's candidate list on b's platform and of b's on a's platform."""
+    n_plat = len(ctx.platforms)
+    return [
+        _group_ids(own.astype(np.int64) * n_plat + ctx.platform_code[other])
+        for own, other in ((a, b), (b, a))
+    ]
+
+
+def _fill_relative(
+    groups: list[tuple[np.ndarray, int]],
+    column: Callable[[str], np.ndarray],
+    names: list[str],
+    out: np.ndarray,
+    first: int,
+) -> list[str]:
+    """Write the (higher, lower) z-scores of each RELATIVE signal into ``out[:, first:]``."""
+    out_names = []
+    j = first
+    for name in RELATIVE:
+        if name not in names:
+            continue
+        v = column(name)
+        za, zb = (_z_in_groups(inv, n, v) for inv, n in groups)
+        # a gap is better when small: flip its sign so higher always means "more alike"
+        if name == "log_events_gap":
+            za, zb = -za, -zb
+        out[:, j] = np.fmax(za, zb)
+        out[:, j + 1] = np.fmin(za, zb)
+        j += 2
+        out_names += [f"z_hi_{name}", f"z_lo_{name}"]
+    return out_names
 
 
 def relative_features(
@@ -74,25 +106,13 @@ def relative_features(
 ) -> tuple[np.ndarray, list[str]]:
     """For each RELATIVE signal, the pair's z-score within a's candidates on b's platform and
     within b's candidates on a's platform, as (higher, lower) so the result is symmetric."""
-    n_plat = len(ctx.platforms)
-    groups = [
-        _group_ids(own.astype(np.int64) * n_plat + ctx.platform_code[other])
-        for own, other in ((a, b), (b, a))
-    ]
-    cols, out_names = [], []
-    for name in RELATIVE:
-        if name not in names:
-            continue
-        v = X[:, names.index(name)]
-        za, zb = (_z_in_groups(inv, n, v) for inv, n in groups)
-        # a gap is better when small: flip its sign so higher always means "more alike"
-        if name == "log_events_gap":
-            za, zb = -za, -zb
-        cols += [np.fmax(za, zb), np.fmin(za, zb)]
-        out_names += [f"z_hi_{name}", f"z_lo_{name}"]
-    if not cols:
-        return np.zeros((len(a), 0), np.float32), []
-    return np.stack(cols, axis=1).astype(np.float32), out_names
+    width = 2 * sum(name in names for name in RELATIVE)
+    out = np.empty((len(a), width), np.float32)
+    if not width:
+        return out, []
+    groups = _list_groups(ctx, a, b)
+    rel_names = _fill_relative(groups, lambda n: X[:, names.index(n)], names, out, 0)
+    return out, rel_names
 
 
 def matcher_view(
@@ -104,16 +124,27 @@ def matcher_view(
     anchors: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """The matcher's input: clean signals plus their relative forms. ``anchors`` (n,) bool
-    marks the profile rows of links the sequence encoder was trained on."""
-    if anchors is not None and anchors.any():
-        X = X.copy()
-        seen = anchors[a] | anchors[b]
-        for name in SEQUENCE:
-            if name in names:
-                X[seen, names.index(name)] = np.nan
-    keep = [j for j, n in enumerate(names) if n not in LEAKY]
-    rel, rel_names = relative_features(ctx, a, b, X, names)
-    return np.hstack([X[:, keep], rel]), [names[j] for j in keep] + rel_names
+    marks the profile rows of links the sequence encoder was trained on.
+
+    Written column by column into one array (``X`` is neither copied nor changed), so the
+    memory it adds is its result."""
+    seen = anchors[a] | anchors[b] if anchors is not None and anchors.any() else None
+
+    def column(name: str) -> np.ndarray:
+        v = X[:, names.index(name)]
+        if seen is not None and name in SEQUENCE:
+            return np.where(seen, np.float32(np.nan), v)
+        return v
+
+    keep = [n for n in names if n not in LEAKY]
+    width = 2 * sum(name in names for name in RELATIVE)
+    out = np.empty((len(a), len(keep) + width), np.float32)
+    for j, name in enumerate(keep):
+        out[:, j] = column(name)
+    rel_names = (
+        _fill_relative(_list_groups(ctx, a, b), column, names, out, len(keep)) if width else []
+    )
+    return out, keep + rel_names
 
 
 def out_of_fold_cf(

@@ -48,6 +48,7 @@ import scipy.sparse as sp
 
 from crossrec.errors import InputError
 from crossrec.link.candidates import RANK_NAMES
+from crossrec.link.kernels import pair_dot, sparse_pair_dot
 
 if TYPE_CHECKING:
     from crossrec.link.context import LinkContext
@@ -200,7 +201,7 @@ def _chunk(
     X[sel, col["days_jaccard"]] = _days_jaccard(ctx, a, b)
     ident = ctx.identifiers
     if ident.shape[1]:
-        X[sel, col["identifiers_equal"]] = _rowdot_sparse(ident[a], ident[b])
+        X[sel, col["identifiers_equal"]] = sparse_pair_dot(ident, a, ident, b)
     else:
         X[sel, col["identifiers_equal"]] = 0.0
     if ranks is not None:
@@ -214,24 +215,18 @@ def _chunk(
     # how a person rates (share of their values in each decile of the platform's values)
     both = prof.value_mask[a] & prof.value_mask[b]
     if both.any():
-        X[sel, col["value_habit_cos"]] = np.where(
-            both, _rowcos(prof.values[a], prof.values[b]), np.nan
-        )
+        X[sel, col["value_habit_cos"]] = np.where(both, _pair_cos(ctx, "values", a, b), np.nan)
 
 
 # -- similarity helpers ------------------------------------------------------------------------
-def _rowcos(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Row-wise cosine of (n, d) arrays; 0 where a row is zero."""
-    x = np.asarray(x, dtype=np.float32)
-    y = np.asarray(y, dtype=np.float32)
-    num = np.einsum("ij,ij->i", x, y)
-    den = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
+def _pair_cos(ctx: LinkContext, space: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine of rows ``a`` and ``b`` of a profile space (0 where a row is zero), read in
+    place by :func:`~crossrec.link.kernels.pair_dot`; row norms computed once per context."""
+    x = getattr(ctx.profiles, space)
+    norm = ctx.cached(("norms", space), lambda: np.linalg.norm(x, axis=1))
+    num = pair_dot(x, a, x, b)
+    den = norm[a] * norm[b]
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-
-
-def _rowdot_sparse(x: sp.csr_matrix, y: sp.csr_matrix) -> np.ndarray:
-    """Row-wise dot product of two CSR matrices of the same shape, shape (n,), float64."""
-    return np.asarray(x.multiply(y).sum(axis=1), dtype=np.float64).ravel()
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -259,7 +254,7 @@ def _space_cos(ctx: LinkContext, space: str, a: np.ndarray, b: np.ndarray) -> np
     """Cosine of rows ``a`` and ``b`` of a profile space (0 where a row is zero)."""
     x = getattr(ctx.profiles, space)
     inv = _inverse_norms(ctx, space)
-    return np.einsum("ij,ij->i", x[a], x[b]) * inv[a] * inv[b]
+    return pair_dot(x, a, x, b) * inv[a] * inv[b]
 
 
 def _cf_cos(
@@ -278,7 +273,7 @@ def _cf_cos(
         if mappings.has(src, dst, kind):  # type: ignore[arg-type]
             uniq, inv = np.unique(s_rows, return_inverse=True)
             mapped = _unit(mappings.map(src, dst, cf[uniq], kind))  # type: ignore[arg-type]
-            parts.append(np.einsum("ij,ij->i", mapped[inv], cf[d_rows]) * inv_norm[d_rows])
+            parts.append(pair_dot(mapped, inv, cf, d_rows) * inv_norm[d_rows])
     if not parts:
         return np.full(len(a), np.nan, np.float32)
     return np.mean(parts, axis=0).astype(np.float32)
@@ -322,24 +317,32 @@ def _aligned_overlap(ctx: LinkContext, p: int, q: int, a: np.ndarray, b: np.ndar
     align_ab, align_ba = _align_matrix(ctx, pa_, pb_), _align_matrix(ctx, pb_, pa_)
     if align_ab is None and align_ba is None:
         return np.full(len(a), np.nan, np.float32)
-    xa = _overlap_items(ctx, pa_)[a - ctx.starts[p]]
-    xb = _overlap_items(ctx, pb_)[b - ctx.starts[q]]
     matched = np.zeros(len(a))
     total = np.zeros(len(a))
     # The other side's items that some item of this side is aligned to, both ways round.
-    for align, src_platform, src_rows, dst_items in (
-        (align_ab, pa_, a - ctx.starts[p], xb),
-        (align_ba, pb_, b - ctx.starts[q], xa),
+    for align, src_platform, src_rows, dst_platform, dst_rows in (
+        (align_ab, pa_, a - ctx.starts[p], pb_, b - ctx.starts[q]),
+        (align_ba, pb_, b - ctx.starts[q], pa_, a - ctx.starts[p]),
     ):
         if align is None:
             continue
         uniq, inv = np.unique(src_rows, return_inverse=True)
         reach = (_binary(_overlap_items(ctx, src_platform)[uniq]) @ align).tocsr()
         reach.data[:] = 1.0
-        matched += _rowdot_sparse(reach[inv], dst_items)
-        total += np.asarray(dst_items.sum(axis=1)).ravel()
+        dst_items = _overlap_items(ctx, dst_platform)
+        matched += sparse_pair_dot(reach, inv, dst_items, dst_rows)
+        total += _overlap_totals(ctx, dst_platform)[dst_rows]
     out = np.divide(matched, total, out=np.full(len(a), np.nan), where=total > 0)
     return out.astype(np.float32)
+
+
+def _overlap_totals(ctx: LinkContext, platform: str) -> np.ndarray:
+    """(n_p,) float64: each account's summed :func:`_overlap_items` weights."""
+    result: np.ndarray = ctx.cached(
+        ("overlap_totals", platform),
+        lambda: np.asarray(_overlap_items(ctx, platform).sum(axis=1), dtype=np.float64).ravel(),
+    )
+    return result
 
 
 def _binary(m: sp.csr_matrix) -> sp.csr_matrix:
@@ -369,8 +372,8 @@ def _rhythm(
     one, other = (a, b) if len(np.unique(a)) <= len(np.unique(b)) else (b, a)
     uniq, back = np.unique(one, return_inverse=True)
     twice = _smooth(_smooth(rhythm[uniq]))
-    week = np.einsum("ij,ij->i", twice[back], rhythm[other]) * inv[a] * inv[b]
-    day = np.einsum("ij,ij->i", hours[a], hours[b]) * inv_h[a] * inv_h[b]
+    week = pair_dot(twice, back, rhythm, other) * inv[a] * inv[b]
+    day = pair_dot(hours, a, hours, b) * inv_h[a] * inv_h[b]
     for name, values in (("rhythm_cos", week), ("hour_cos", day)):
         out = np.full(len(both), np.nan, np.float32)
         out[both] = values
@@ -437,7 +440,7 @@ def _days_jaccard(ctx: LinkContext, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if not both.any():
         return out
     days = _day_matrix(ctx)
-    inter = _rowdot_sparse(days[a[both]], days[b[both]])
+    inter = sparse_pair_dot(days, a[both], days, b[both])
     out[both] = inter / (ca[both] + cb[both] - inter)
     return out
 
