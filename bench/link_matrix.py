@@ -165,7 +165,8 @@ def build_cell(cell: Cell, cache: Path, max_steps: int) -> dict[str, Any]:
     log(f"{cell.name}: ingesting")
     platforms = sorted(p.name for p in data.iterdir() if p.is_dir() and _find(p, "events"))
     for name in platforms:
-        events, items = _find(data / name, "events"), _find(data / name, "items")
+        events, items = data / name / "events.csv", _find(data / name, "items")
+        events = _find(data / name, "events") or events
         extra: list[str | Path] = ["--items", items] if items is not None else []
         crossrec("ingest", "--workspace", ws, "--platform", name, "--events", events, *extra)
     links = _find(data, "known_links")
@@ -176,8 +177,9 @@ def build_cell(cell: Cell, cache: Path, max_steps: int) -> dict[str, Any]:
     t = time.perf_counter()
     model = crossrec("train", "--workspace", ws, json_out=True)
     train_s = time.perf_counter() - t
-    if not shared.is_dir() and (ws / "cache" / "text").is_dir() and cell.builder == "movielens":
-        shutil.copytree(ws / "cache" / "text", shared)
+    if cell.builder == "movielens" and (ws / "cache" / "text").is_dir():
+        # later cells add their own shards (unique names); an item's vector is the same in all
+        shutil.copytree(ws / "cache" / "text", shared, dirs_exist_ok=True)
     seq = model.get("metrics", {}).get("sequence", {})
     doc = {
         "cell": cell.name,
@@ -236,7 +238,9 @@ def _store_checks(ws_dir: Path, data: Path) -> dict[str, Any]:
             truth.add(frozenset((a, b)))
     in_known = {(r["platform_a"], r["account_a"]) for r in known}
     in_known |= {(r["platform_b"], r["account_b"]) for r in known}
-    probs, hits, statuses = [], [], {}
+    probs: list[float] = []
+    hits: list[bool] = []
+    statuses: dict[str, int] = {}
     for r in links:
         a, b = (r["platform_a"], r["account_a"]), (r["platform_b"], r["account_b"])
         status = r.get("status") or "asserted"
@@ -328,7 +332,7 @@ def targets(doc: dict[str, Any]) -> dict[str, bool]:
     prec = doc.get("precision")
     out = {
         "mrr_ge_best_baseline": bool(doc.get("mrr_ge_best_baseline")),
-        "precision_ge_0.9_or_nothing_asserted": not doc.get("n_predicted") or prec >= 0.9,
+        "precision_ge_0.9_or_nothing_asserted": not doc.get("n_predicted") or (prec or 0.0) >= 0.9,
         "pairs_mrr_ge_best_baseline": all(
             p["mrr_ge_best_baseline"] for p in doc.get("pairs", {}).values()
         ),
