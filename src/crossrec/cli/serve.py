@@ -54,8 +54,22 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--print-openapi", help="Print the OpenAPI document and exit."),
         ] = False,
+        ids: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--ids",
+                help="PLATFORM=FILE: a file with an account column (e.g. an ingested events "
+                "file) whose raw ids the API and the /ui page show instead of pseudonyms; "
+                "held in memory only. Repeat per platform.",
+            ),
+        ] = None,
+        columns: Annotated[
+            str | None,
+            typer.Option("--columns", help="account=NAME: the id column of the --ids files."),
+        ] = None,
     ) -> None:
-        """Serve recommendations, links, profiles, event ingest and erasure over HTTP."""
+        """Serve recommendations, links, profiles, event ingest and erasure over HTTP, and
+        the link explorer page at /ui."""
         if print_openapi:
             sys.stdout.write(openapi_text())
             return
@@ -69,13 +83,22 @@ def register(app: typer.Typer) -> None:
         _log_to_stderr()
         ws = open_workspace(workspace)
         with WriterLock(ws.root, command="crossrec serve"), ws:
-            state = ServeState(ws)
+            id_map = None
+            if ids:
+                from crossrec.cli.ingest import parse_columns
+                from crossrec.idmap import IdMap
+
+                id_map = IdMap.from_specs(ids, ws.pseudonymiser, parse_columns(columns))
+                for platform, s in id_map.stats().items():
+                    err.print(f"--ids {platform}: {s['ids']:,} raw ids held in memory")
+            state = ServeState(ws, ids=id_map)
             if len(state.tokens) == 0:
                 err.print(
                     "no API tokens yet: every request except /healthz and /readyz will get "
                     "401; create one with `crossrec token create` (the server accepts it at once)"
                 )
             cfg = ws.config.serve
+            err.print(f"link explorer page: http://{host or cfg.host}:{port or cfg.port}/ui")
             uvicorn.run(
                 create_app(state),
                 host=host or cfg.host,

@@ -217,6 +217,9 @@ def create_app(state: ServeState | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     _install_error_handlers(app)
     _routes(app)
+    from crossrec.serve.explorer import register_explorer  # the /ui page and its routes
+
+    register_explorer(app)
     return app
 
 

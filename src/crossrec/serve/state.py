@@ -45,6 +45,7 @@ from crossrec.serve.warmup import ListWarmer
 if TYPE_CHECKING:
     import numpy as np
 
+    from crossrec.idmap import IdMap
     from crossrec.index import VectorIndex
     from crossrec.ingest.records import RecordSummary
     from crossrec.link.online import OnlineLinker
@@ -81,9 +82,13 @@ class Loaded:
 class ServeState:
     """The service's workspace, token book, rate limiter, metrics and current model."""
 
-    def __init__(self, ws: Workspace, *, poll_seconds: float | None = None) -> None:
+    def __init__(
+        self, ws: Workspace, *, poll_seconds: float | None = None, ids: IdMap | None = None
+    ) -> None:
         cfg = ws.config.serve
         self.ws = ws
+        #: raw ids of stored accounts (``crossrec serve --ids``), held in memory only
+        self.ids = ids
         self.config = cfg
         self.poll_seconds = poll_seconds if poll_seconds is not None else cfg.model_poll_seconds
         self.registry = ModelRegistry(ws.models_dir)
