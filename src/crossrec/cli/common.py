@@ -31,6 +31,15 @@ class CrossrecGroup(TyperGroup):
         except CrossrecError as exc:
             err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
             raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:
+            # a database file found damaged part-way (it opened, a later read failed)
+            from crossrec.store.lock import damage_error
+
+            found = damage_error(exc)
+            if found is None:
+                raise
+            err.print(f"[bold red]error:[/] {found}", markup=True, highlight=False)
+            raise typer.Exit(found.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None

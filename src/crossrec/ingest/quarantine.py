@@ -24,7 +24,9 @@ class Quarantine:
         self.path = path
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect(str(self.path))
+        from crossrec.store.lock import open_duckdb  # waits for, then names, another holder
+
+        con = open_duckdb(self.path, what="quarantine")
         con.execute("SET TimeZone = 'UTC'")
         con.execute(schema.QUARANTINE.ddl())
         return con
