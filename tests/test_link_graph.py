@@ -200,3 +200,42 @@ def test_threshold_unreachable_says_why() -> None:
     assert "too weak to assert links" in choice.reason
     empty = threshold_for_precision(np.zeros(0), np.zeros(0, bool), 0.9)
     assert empty.threshold is None and "no held-out known links" in (empty.reason or "")
+
+
+def test_consistent_links_never_give_a_person_two_accounts_of_one_platform() -> None:
+    from crossrec.link.graph import consistent_links
+
+    # rows 0,1: platform A; 2: B; 3: C. Known A0-B2; links B2-C3 (0.9), A1-C3 (0.8) would
+    # chain A0 and A1 into one person: the weaker link is the one left out.
+    platform = np.array([0, 0, 1, 2])
+    keep = consistent_links(
+        4,
+        platform,
+        np.array([0]),
+        np.array([2]),
+        np.array([2, 1]),
+        np.array([3, 3]),
+        np.array([0.9, 0.8]),
+    )
+    assert keep.tolist() == [True, False]
+    # the same links in the other order give the same answer
+    keep = consistent_links(
+        4,
+        platform,
+        np.array([0]),
+        np.array([2]),
+        np.array([1, 2]),
+        np.array([3, 3]),
+        np.array([0.8, 0.9]),
+    )
+    assert keep.tolist() == [False, True]
+    # without the conflict every link keeps
+    assert consistent_links(
+        4,
+        np.array([0, 1, 2, 3]),
+        np.zeros(0, int),
+        np.zeros(0, int),
+        np.array([0, 1, 2]),
+        np.array([1, 2, 3]),
+        np.array([0.5, 0.6, 0.7]),
+    ).all()

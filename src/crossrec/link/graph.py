@@ -24,7 +24,14 @@ from scipy.sparse.csgraph import connected_components
 
 from crossrec.errors import InputError
 
-__all__ = ["Components", "Conflicts", "components", "platform_conflicts", "raw_components"]
+__all__ = [
+    "Components",
+    "Conflicts",
+    "components",
+    "consistent_links",
+    "platform_conflicts",
+    "raw_components",
+]
 
 
 class Components(NamedTuple):
@@ -155,3 +162,62 @@ def platform_conflicts(component: np.ndarray, platform: np.ndarray) -> Conflicts
     _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
     bad_rows = rows[counts[inverse.ravel()] > 1]
     return Conflicts(np.unique(comp[bad_rows]), bad_rows)
+
+
+def consistent_links(
+    n_nodes: int,
+    platform: np.ndarray,
+    known_a: np.ndarray,
+    known_b: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    score: np.ndarray,
+) -> np.ndarray:
+    """Which of the links ``(a, b)`` can join their persons without a person holding two
+    accounts of one platform.
+
+    Known links join first; then the links in decreasing ``score`` (ties: smaller ``a``, then
+    smaller ``b``), each kept only when the two persons it would join share no platform — so
+    a chain across three or more platforms never gives a person two accounts of one platform,
+    and the link that would is the weakest of the chain. Returns a keep mask over ``a``.
+    """
+    parent = np.arange(n_nodes, dtype=np.int64)
+    plats: dict[int, set[int]] = {}
+
+    def find(x: int) -> int:
+        root = x
+        while parent[root] != root:
+            root = int(parent[root])
+        while parent[x] != root:
+            parent[x], x = root, int(parent[x])
+        return root
+
+    def platforms_of(root: int) -> set[int]:
+        got = plats.get(root)
+        if got is None:
+            got = {int(platform[root])}
+            plats[root] = got
+        return got
+
+    def join(x: int, y: int, check: bool) -> bool:
+        rx, ry = find(x), find(y)
+        if rx == ry:
+            return True
+        px, py = platforms_of(rx), platforms_of(ry)
+        if check and px & py:
+            return False
+        if rx > ry:
+            rx, ry, px, py = ry, rx, py, px
+        parent[ry] = rx
+        plats[rx] = px | py
+        plats.pop(ry, None)
+        return True
+
+    for x, y in zip(np.asarray(known_a).tolist(), np.asarray(known_b).tolist(), strict=True):
+        join(int(x), int(y), check=False)
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    keep = np.zeros(a.size, dtype=bool)
+    for i in np.lexsort((b, a, -np.asarray(score, dtype=np.float64))).tolist():
+        keep[i] = join(int(a[i]), int(b[i]), check=True)
+    return keep

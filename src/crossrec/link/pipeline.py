@@ -86,7 +86,7 @@ def run_link(
     from crossrec.link.candidates import generate_candidates, pair_ranks
     from crossrec.link.context import LinkContext
     from crossrec.link.features import matcher_view, out_of_fold_cf
-    from crossrec.link.graph import components, platform_conflicts
+    from crossrec.link.graph import components, consistent_links, platform_conflicts
     from crossrec.link.mapping import fit_mappings
     from crossrec.link.matcher import Matcher
     from crossrec.link.operating import PROBABLE_FLOOR, Units, choose_operating_point
@@ -214,6 +214,13 @@ def run_link(
         )
     above = prob >= threshold if threshold is not None else np.zeros(len(a), dtype=bool)
     asserted = keep & (by_identifier | above)
+    # across three or more platforms a chain of links could give a person two accounts of
+    # one platform: the weakest link of such a chain is not asserted
+    chosen = np.flatnonzero(asserted)
+    consistent = consistent_links(
+        len(ctx), code, ctx.link_a, ctx.link_b, a[chosen], b[chosen], prob[chosen]
+    )
+    asserted[chosen[~consistent]] = False
     probable = keep & ~asserted & (prob >= PROBABLE_FLOOR)
     with step(hook, "identity graph, links and persons tables"):
         pair_rank = _candidate_rank(a, b, prob, ctx.platform_code)
@@ -260,6 +267,7 @@ def run_link(
         "reason": reason,
         "operating_point": None if point is None else point.summary(),
         "candidate_recall": candidate_recall(ctx, found, found_cv, train, model_dir),
+        "candidates": cands.report(),
         "selection": selection,
         "links_sha256": links_sha256(links),
         "matcher": {"mode": matcher.mode, "why": matcher.mode_reason, **matcher.metrics},
