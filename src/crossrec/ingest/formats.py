@@ -165,7 +165,9 @@ def scan(path: Path) -> TextFacts:
             cr += chunk.count(b"\r")
             crlf += chunk.count(b"\r\n") + (1 if last == b"\r" and chunk[:1] == b"\n" else 0)
             nul = nul or b"\x00" in chunk
-            if utf8:
+            # ASCII (the usual chunk) is UTF-8: decode only the rest, or a character split
+            # across chunks
+            if utf8 and not (chunk.isascii() and not decoder.getstate()[0]):
                 try:
                     decoder.decode(chunk)
                 except UnicodeDecodeError:
