@@ -143,3 +143,72 @@ def test_every_stored_account_is_read_and_erased_by_the_id_its_client_sent(world
         r = c.get(f"/v1/platforms/video/accounts/{too_long}/profile", headers=h)
         assert r.status_code == 422
         assert r.json()["field"] == "path.account"
+
+
+# -- kill -9 of the server ------------------------------------------------------------------------
+def _request(method: str, url: str, token: str, body: object = None) -> tuple[int, dict]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_kill_9_of_serve_keeps_acknowledged_events_and_erasures(ws, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from crossrec.serve.auth import create_token
+    from tests.test_serve_uvicorn import _free_port
+
+    token, _ = create_token(ws.store, ("read", "write"), "t")
+    root = ws.root
+    ws.close()
+    port = _free_port()
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crossrec", "serve", "-w", str(root), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}/v1/platforms/video"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                _request("GET", f"http://127.0.0.1:{port}/healthz", token)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "server not up in 90 s"
+                time.sleep(0.3)
+        events = [{"account": a, "item": "i1", "event_id": f"{a}-1"} for a in ("x/1", "y 2")]
+        assert _request("POST", f"{base}/events", token, events)[1]["accepted"] == 2
+        assert _request("DELETE", f"{base}/accounts/x%2F1", token)[0] == 200
+        later = [{"account": "y 2", "item": "i2", "event_id": "y-2"}]
+        assert _request("POST", f"{base}/events", token, later)[1]["accepted"] == 1
+        proc.send_signal(signal.SIGKILL)  # no shutdown: what was acknowledged must be on disk
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    from crossrec.workspace import Workspace
+
+    with Workspace(root) as again:
+        assert again.store.account_events("video", again.account_id("video", "y 2")).num_rows == 2
+        assert not again.store.has_account("video", again.account_id("video", "x/1"))
+        s = again.ingest_records("video", events, source="http")  # the erasure held
+        assert (s.accepted, s.duplicates, s.reasons) == (0, 1, {"erased": 1})
