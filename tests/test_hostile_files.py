@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from crossrec.errors import IngestError
+from tests.conftest import write
 from tests.hostile_corpus import FILES, FileCase, write_files
 
 
@@ -85,3 +88,48 @@ def test_one_crlf_line_in_a_large_file_keeps_every_row(ws, tmp_path):
     assert (s.accepted, s.quarantined) == (200_000, 1)
     [row] = ws.quarantine().list()
     assert row["line"] == 200_002 and row["reason"].startswith("unparsable value")
+
+
+_BYTE_BAD = {
+    "nul": lambda a: f"{a},i\x00x,1".encode(),
+    "stray_cr": lambda a: f"{a},i\rx,1".encode(),
+    "latin1": lambda a: f"{a},caf".encode() + b"\xe9,1",
+    "unterminated": lambda a: f'{a},"open,1'.encode(),
+    "fields": lambda a: f"{a},i,1,extra".encode(),
+}
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    kinds=st.lists(st.sampled_from(["good", "blank", *_BYTE_BAD]), max_size=40),
+    endings=st.lists(st.sampled_from([b"\n", b"\r\n"]), min_size=41, max_size=41),
+    cr_only=st.booleans(),
+)
+def test_generated_line_endings_and_bad_bytes_lose_no_row(
+    tmp_path_factory, kinds, endings, cr_only
+):
+    """Any mix of LF and CR LF lines (or CR alone), blank lines and rows with bad bytes: every
+    good row is stored, every bad row quarantined on its own physical line."""
+    from crossrec.workspace import Workspace
+
+    if cr_only:
+        kinds = [k for k in kinds if k != "stray_cr"]  # in a CR file every CR ends a line
+        endings = [b"\r"] * len(endings)
+    data = b"account,item,value" + endings[0]
+    good, bad_lines = 0, []
+    for n, kind in enumerate(kinds, start=2):
+        if kind == "good":
+            data += f"a{n},i{n},{n}".encode()
+            good += 1
+        elif kind != "blank":
+            data += _BYTE_BAD[kind](f"b{n}")
+            bad_lines.append(n)
+        data += endings[n - 1]
+    root = tmp_path_factory.mktemp("gen")
+    f = write(root / "e.csv", data)
+    with Workspace.init(root / "ws") as ws:
+        [s] = ws.ingest_events("p", f)
+        assert (s.accepted, s.quarantined) == (good, len(bad_lines)), s.reasons
+        assert sorted(r["line"] for r in ws.quarantine().list(limit=100)) == bad_lines
