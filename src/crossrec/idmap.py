@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crossrec.errors import CrossrecError, InputError
+from crossrec.errors import InputError, InvalidIdError
+from crossrec.identity import invalid_sql, normalize_id, normalized_sql
 from crossrec.ingest.formats import detect
 from crossrec.ingest.readers import Source, quote_ident, stage, staging_connection
 from crossrec.ingest.validate import trimmed
@@ -33,20 +34,14 @@ from crossrec.privacy import Pseudonymiser
 
 ACCOUNT = "account"
 _MEMORY_LIMIT = "2GB"
-#: The characters DuckDB's ``trim`` removes, as ingest trims ids (Unicode category Zs).
-_SPACES = " \u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f\u3000"
 
 
 def _normalize(raw: str) -> str | None:
-    """The id ingest would store for ``raw`` (``crossrec.identity.normalize_id`` where the
-    package has it, else the trim ingest applies); ``None`` for an id ingest would refuse."""
+    """The id ingest would store for ``raw`` (:func:`crossrec.identity.normalize_id`), or
+    ``None`` for an id ingest refuses (such a row is quarantined: never a stored account)."""
     try:
-        from crossrec.identity import normalize_id  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return raw.strip(_SPACES) or None
-    try:
-        return str(normalize_id(raw, ACCOUNT))
-    except CrossrecError:  # quarantined by ingest: never a stored account
+        return normalize_id(raw, ACCOUNT)
+    except InvalidIdError:
         return None
 
 
@@ -98,8 +93,8 @@ class IdMap:
         out = cls()
         for spec in specs:
             platform, path = parse_id_spec(spec) if isinstance(spec, str) else spec
-            raws = read_ids(Path(path), column)
-            out._add(platform, raws, pseudonymiser)
+            pairs = read_ids(Path(path), column, (pseudonymiser, platform))
+            out._raw.setdefault(platform, {}).update(pairs)
             out._files.setdefault(platform, []).append(str(path))
         return out
 
@@ -157,8 +152,13 @@ def _account_column(columns: Mapping[str, str] | None) -> str:
     return columns.get(ACCOUNT, ACCOUNT)
 
 
-def read_ids(path: Path, column: str = ACCOUNT) -> list[str]:
-    """The distinct non-empty raw ids in ``column`` of ``path``, read as ingest reads them."""
+def read_ids(
+    path: Path, column: str = ACCOUNT, pseudonymise: tuple[Pseudonymiser, str] | None = None
+) -> list[tuple[str, str]]:
+    """The distinct raw ids in ``column`` of ``path``, read as ingest reads them (trimmed,
+    NFC; ids the identity rule refuses left out), as ``(pseudonym, raw)`` pairs: with
+    ``pseudonymise = (pseudonymiser, platform)`` the pseudonyms are computed in the same SQL
+    pass, as ingest computes them; without it the pseudonym is the raw id."""
     f = detect(path)
     spill = Path(tempfile.mkdtemp(prefix="crossrec-ids-"))
     try:
@@ -175,17 +175,25 @@ def read_ids(path: Path, column: str = ACCOUNT) -> list[str]:
                 text = trimmed(f"CAST({quote_ident(column)} AS VARCHAR)")
                 # the columns every reader may look at in ``checked``: no row is refused here
                 return (
-                    f"CREATE TABLE checked AS SELECT {src.line} AS _line, {text} AS raw, "
-                    "CAST(NULL AS VARCHAR) AS _field, CAST(NULL AS VARCHAR) AS _reason "
-                    f"FROM {src.relation}"
+                    f"CREATE TABLE checked AS SELECT {src.line} AS _line, "
+                    f"{normalized_sql(text)} AS raw, CAST(NULL AS VARCHAR) AS _field, "
+                    f"CAST(NULL AS VARCHAR) AS _reason FROM {src.relation}"
                 )
 
             staged = stage(con, f, build)
+            # ids the identity rule refuses were quarantined by ingest: never stored
+            valid = f"raw IS NOT NULL AND NOT {invalid_sql('raw')}"
+            expr, params = (
+                ("raw", [])
+                if pseudonymise is None
+                else pseudonymise[0].account_sql(pseudonymise[1], "raw")
+            )
             rows = staged.con.execute(
-                "SELECT DISTINCT raw FROM checked WHERE raw IS NOT NULL"
+                f"SELECT {expr}, raw FROM (SELECT DISTINCT raw FROM checked WHERE {valid})",
+                params,
             ).fetchall()
         finally:
             con.close()
     finally:
         shutil.rmtree(spill, ignore_errors=True)
-    return list(dict.fromkeys(n for (r,) in rows if (n := _normalize(r)) is not None))
+    return [(str(k), str(r)) for k, r in rows]
