@@ -279,3 +279,27 @@ def test_real_data_matcher_threshold_and_assignment_hold_on_unseen_users() -> No
     scores = precision_recall_f1((qa[test][asserted], qb[test][asserted]), (unseen, unseen))
     assert scores.precision >= 0.85
     assert scores.recall > 0.6
+
+
+def test_a_plain_scorer_in_place_of_the_classifier_survives_save_and_load(
+    train: tuple[np.ndarray, ...], fresh: tuple[np.ndarray, ...], tmp_path: Path
+) -> None:
+    from crossrec.link.calibration import fit_calibration
+    from crossrec.link.matcher import scorer_values
+
+    X, y, groups = train
+    matcher = Matcher("logistic").fit(X, y, groups, seed=3, feature_names=NAMES)
+    spec = {"name": "signal:sequence_cos", "columns": [0], "sign": [1.0]}
+    spec.update(center=[0.0], scale=[1.0], missing=-10.0)
+    cal, _ = fit_calibration(scorer_values(spec, X), y, groups % 5, 3)
+    matcher.set_scorer({**spec, "calibration": cal})
+    assert matcher.scorer == "signal:sequence_cos"
+    Xf = fresh[0]
+    p = matcher.predict_proba(Xf)
+    # the scorer orders pairs by its one signal
+    order = np.argsort(Xf[:, 0])
+    assert (np.diff(p[order]) >= -1e-12).all()
+    matcher.save(tmp_path / "m")
+    loaded = Matcher.load(tmp_path / "m")
+    assert loaded.scorer == "signal:sequence_cos"
+    assert np.array_equal(loaded.predict_proba(Xf), p)

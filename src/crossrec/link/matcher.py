@@ -156,6 +156,7 @@ class Matcher:
         self._model: Any = None  # sklearn HGB, or the logistic parameter dict
         self._calibration: dict[str, Any] = {}
         self._link: dict[str, np.ndarray] = {}
+        self._scorer: dict[str, Any] = {}
         self._arrays: dict[str, np.ndarray] = {}
 
     # -- fitting ---------------------------------------------------------------------------------
@@ -225,6 +226,7 @@ class Matcher:
         if partners is not None:
             self._arrays["partners"] = np.asarray(partners, dtype=np.int64).ravel()[rows]
         self._link = {}
+        self._scorer = {}
         if reason:
             self._fit_unsupervised(X, reason)
         else:
@@ -356,7 +358,20 @@ class Matcher:
         if self.mode != "supervised":
             raise ModelError("pair probabilities exist in supervised mode only")
         X = np.asarray(X, dtype=np.float32)
+        if self._scorer:
+            return calibrate(self._scorer["calibration"], scorer_values(self._scorer, X))
         return calibrate(self._calibration, self._raw(X))
+
+    def set_scorer(self, spec: dict[str, Any] | None) -> None:
+        """Score pairs with a plain scorer instead of the classifier (when it ranked the
+        known partners better out of fold): ``spec`` as made by
+        :func:`crossrec.link.selection.select_scorer`, or None for the classifier."""
+        self._scorer = dict(spec) if spec else {}
+
+    @property
+    def scorer(self) -> str:
+        """``matcher`` (the classifier), or the plain scorer chosen in its place."""
+        return str(self._scorer.get("name", "matcher"))
 
     def feature_importance(self, *, n_repeats: int = 5) -> dict[str, float]:
         """How much each signal matters, as a dict ``name -> importance``.
@@ -471,6 +486,7 @@ class Matcher:
             else None,
             "calibration": calibration,
             "link_calibration": {k: v.tolist() for k, v in self._link.items()},
+            "scorer": _jsonable(self._scorer),
             "metrics": self.metrics,
             "sklearn_version": sklearn.__version__,
         }
@@ -514,6 +530,13 @@ class Matcher:
             m._arrays["partners"] = arrays["partners"]
         link = meta.get("link_calibration") or {}
         m._link = {k: np.asarray(v, dtype=np.float64) for k, v in link.items()}
+        scorer = meta.get("scorer") or {}
+        if scorer:
+            cal = dict(scorer["calibration"])
+            for key in ("iso_x", "iso_y"):
+                if key in cal:
+                    cal[key] = np.asarray(cal[key], dtype=np.float64)
+            m._scorer = dict(scorer, calibration=cal)
         if m.mode == "unsupervised":
             m._arrays.update(grid=arrays["grid"], combined_grid=arrays["combined_grid"])
             return m
@@ -536,6 +559,31 @@ class Matcher:
         m.heldout_labels = m._arrays["y"].copy()
         m.heldout_groups = arrays["heldout_groups"]
         return m
+
+
+def scorer_values(spec: dict[str, Any], X: np.ndarray) -> np.ndarray:
+    """Values of a plain scorer: the sum over its columns of ``sign * (x - center) / scale``,
+    a missing value counting ``missing`` (0 for a z-sum, below every value for one signal)."""
+    out = np.zeros(X.shape[0], dtype=np.float64)
+    for j, sign, center, scale in zip(
+        spec["columns"], spec["sign"], spec["center"], spec["scale"], strict=True
+    ):
+        col = X[:, j].astype(np.float64)
+        z = sign * (col - center) / scale
+        out += np.where(np.isnan(col), spec["missing"], z)
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 # -- training helpers ---------------------------------------------------------------------------

@@ -164,30 +164,32 @@ def run_link(
     partner, code = _partner_table(ctx), ctx.platform_code
     eligible = (partner[a, code[b]] < 0) & (partner[b, code[a]] < 0)
     selection: dict[str, Any] = {}
+    oof_scores = matcher.heldout_scores
     if matcher.mode == "supervised":
         with step(hook, "scorer selection on the known links (out of fold)"):
-            sel_rows = matcher.heldout_index
-            selection, pair_prob = select_scorer(
+            selection, scorer, scorer_oof = select_scorer(
                 ctx,
                 train,
-                sel_rows,
+                matcher.heldout_index,
                 matcher.heldout_scores,
                 Xm[:, used],
                 [n for n, u in zip(m_names, used, strict=True) if u],
-                pair_prob,
                 found_cv,
                 matcher.folds,
                 seed=cfg.train.seed,
             )
+            if scorer is not None and scorer_oof is not None:
+                matcher.set_scorer(scorer)
+                pair_prob = matcher.pair_proba(Xm[:, used])
+                oof_scores = scorer_oof
     with step(hook, "operating point from every known link, one-to-one assignment"):
         point = None
         if matcher.mode == "supervised":
             rows = matcher.heldout_index
-            oof = selection.pop("_oof_scores", matcher.heldout_scores)
             units = Units(
                 train.src[rows],
                 train.dst[rows],
-                oof,
+                oof_scores,
                 train.y[rows],
                 found_cv[train.pair[rows]],
                 matcher.folds,

@@ -117,21 +117,23 @@ def select_scorer(
     oof: np.ndarray,
     X: np.ndarray,
     names: list[str],
-    pair_prob: np.ndarray,
     found: np.ndarray,
     fold: np.ndarray,
     *,
     seed: int,
-) -> tuple[dict[str, Any], np.ndarray]:
-    """Compare the scorers on the known links and return ``(selection, pair probabilities)``.
+) -> tuple[dict[str, Any], dict[str, Any] | None, np.ndarray | None]:
+    """Compare the scorers on the known links; returns ``(selection, scorer, oof)``: the
+    figures, and when a plain scorer beats the classifier its specification (for
+    :meth:`crossrec.link.matcher.Matcher.set_scorer`) and its out-of-fold calibrated scores
+    on ``rows`` (None and None when the classifier wins).
 
     ``rows`` are the training rows the matcher kept (positions into ``train``), ``oof`` their
     out-of-fold matcher probabilities and ``fold`` their folds; ``X`` and ``names`` the
     matcher's input for every candidate pair; ``found`` is False for known links the
-    candidate generator did not find. When a scorer other than the matcher wins, the returned
-    selection holds its out-of-fold calibrated scores under ``_oof_scores``.
+    candidate generator did not find.
     """
-    from crossrec.link.calibration import calibrate, fit_calibration
+    from crossrec.link.calibration import fit_calibration
+    from crossrec.link.matcher import scorer_values
 
     code = ctx.platform_code
     src, dst, pair, y = train.src[rows], train.dst[rows], train.pair[rows], train.y[rows]
@@ -146,7 +148,7 @@ def select_scorer(
     left_out = int((~partner_ok).sum())
     src, dst, pair, y, unit, f, s_m = (x[keep_unit] for x in (src, dst, pair, y, unit, fold, oof))
     if not y.any():
-        return {"chosen": "matcher", "why": "no known link with events on both sides"}, pair_prob
+        return {"chosen": "matcher", "why": "no known link with events on both sides"}, None, None
     unit = np.unique(unit, return_inverse=True)[1].ravel()
     n_target = np.bincount(code, minlength=n_plat).astype(np.float64)
     n_target_unit = np.zeros(int(unit.max()) + 1)
@@ -189,27 +191,29 @@ def select_scorer(
             "scorer within the candidates: the candidate lists miss partners it finds"
         )
     if best == "matcher":
-        return selection, pair_prob
-    # another scorer wins: its values, calibrated out of fold, replace the matcher's
-    if best == "z_sum":
-        full = np.zeros(X.shape[0])
-        for j, name in enumerate(names):
-            col = X[:, j].astype(np.float64)
-            train_col = Xt[:, j]
-            ok_t = ~np.isnan(train_col)
-            if ok_t.sum() > 1 and train_col[ok_t].std() > 0:
-                z = signs[name] * (col - train_col[ok_t].mean()) / train_col[ok_t].std()
-                full += np.where(np.isnan(col), 0.0, z)
-        train_values = z_total
-    else:
-        j = names.index(best.split(":", 1)[1])
-        full = signs[names[j]] * X[:, j].astype(np.float64)
-        train_values = signs[names[j]] * Xt[:, j]
-    floor = np.nanmin(np.r_[full, train_values]) - 1.0
-    full = np.where(np.isnan(full), floor, full)
-    train_values = np.where(np.isnan(train_values), floor, train_values)
+        return selection, None, None
+    # another scorer wins: its values, calibrated out of fold, replace the classifier's
+    cols = list(range(len(names))) if best == "z_sum" else [names.index(best.split(":", 1)[1])]
+    center, scale = [], []
+    for j in cols:
+        col = Xt[:, j]
+        ok = ~np.isnan(col)
+        std = float(col[ok].std()) if ok.sum() > 1 else 0.0
+        center.append(float(col[ok].mean()) if ok.any() else 0.0)
+        scale.append(std if std > 0 else 1.0)
+    spec: dict[str, Any] = {
+        "name": best,
+        "columns": cols,
+        "sign": [signs[names[j]] for j in cols],
+        "center": center,
+        "scale": scale,
+        "missing": 0.0,
+    }
+    if best != "z_sum":
+        spec["missing"] = float(np.nanmin(scorer_values({**spec, "missing": 0.0}, X)) - 1.0)
+    train_values = scorer_values(spec, Xt)
     cal, oof_cal = fit_calibration(train_values, y, f, seed)
-    all_oof = np.full(rows.size, 0.0)
+    spec["calibration"] = cal
+    all_oof = np.zeros(rows.size)
     all_oof[keep_unit] = oof_cal
-    selection["_oof_scores"] = all_oof
-    return selection, calibrate(cal, full)
+    return selection, spec, all_oof
