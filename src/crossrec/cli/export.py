@@ -14,13 +14,16 @@ IdsOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--ids",
+        metavar="PLATFORM=FILE",
         help="PLATFORM=FILE: a CSV/JSONL/Parquet file with the platform's raw account ids "
         "(an account column, e.g. the events file ingested); repeat per platform.",
     ),
 ]
 IdColumnsOpt = Annotated[
     str | None,
-    typer.Option("--columns", help="The id lists' account column: account=NAME."),
+    typer.Option(
+        "--columns", metavar="account=NAME", help="The id lists' account column: account=NAME."
+    ),
 ]
 
 
