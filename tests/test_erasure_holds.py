@@ -212,3 +212,39 @@ def test_kill_9_of_serve_keeps_acknowledged_events_and_erasures(ws, tmp_path):
         assert not again.store.has_account("video", again.account_id("video", "x/1"))
         s = again.ingest_records("video", events, source="http")  # the erasure held
         assert (s.accepted, s.duplicates, s.reasons) == (0, 1, {"erased": 1})
+
+
+# -- Kafka ----------------------------------------------------------------------------------------
+@pytest.mark.kafka
+def test_kafka_messages_of_an_erased_account_are_quarantined(ws, tmp_path, kafka_broker):
+    import json
+    import uuid
+
+    from confluent_kafka import Producer
+
+    from tests.test_consume import consume
+
+    ws.ingest_events("video", write(tmp_path / "e.csv", EVENTS))
+    ws.forget("video", "lead")
+    topic = f"erased-{uuid.uuid4().hex[:8]}"
+    kafka_broker.create_topic(topic, partitions=1)
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap})
+    for account, item in ((" lead", "i5"), ("keep", "i6"), ("lead", "i7")):
+        message = {"platform": "video", "account": account, "item": item}
+        producer.produce(topic, json.dumps(message).encode(), partition=0)
+    assert producer.flush(10) == 0
+    consume(ws, kafka_broker, topic)
+    assert not ws.store.has_account("video", ws.account_id("video", "lead"))
+    assert ws.store.account_events("video", ws.account_id("video", "keep")).num_rows == 2
+    rows = _quarantined(ws, "erased")
+    assert [(r["file"], r["line"], r["raw"]) for r in rows] == [
+        (f"kafka:{topic}/0", 0, None),
+        (f"kafka:{topic}/0", 2, None),
+    ]
+
+
+@pytest.fixture(scope="module")
+def kafka_broker():
+    from tests.test_consume import broker
+
+    yield from broker.__wrapped__()  # the Tansu broker of the consume tests
