@@ -7,6 +7,8 @@ mutual-best assignment (equal to ``link.assign.one_to_one``) and size-capped com
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pytest
 
@@ -183,3 +185,77 @@ def test_components_without_edges(engine: Engine) -> None:
     np.testing.assert_array_equal(got.component, np.arange(4))
     with pytest.raises(InputError, match="outside"):
         engine.components(3, np.r_[0], np.r_[3], 2)
+
+
+class World(NamedTuple):
+    """A tiny synthetic world as the link job's steps see it: topic profiles per account."""
+
+    video: np.ndarray  # (n_video, topics) float32, L2-normalised; rows 0..n_video-1
+    music: np.ndarray  # (n_music, topics); rows n_video.. in the combined numbering
+    known_a: np.ndarray  # combined rows of the known links' video accounts
+    known_b: np.ndarray  # ... and of their music accounts
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    import pyarrow.csv as pv
+    import pyarrow.parquet as pq
+
+    from crossrec.datasets.synthetic import SyntheticConfig, generate_synthetic
+
+    out = tmp_path_factory.mktemp("world")
+    generate_synthetic(out, SyntheticConfig(accounts=300, events=6000, anchor_fraction=0.6, seed=5))
+    profiles, rows = {}, {}
+    topics: dict[str, int] = {}
+    for platform in ("video", "music"):
+        items = pq.read_table(out / platform / "items.parquet").to_pydict()
+        topic_of = {
+            item: topics.setdefault(str(category), len(topics))
+            for item, category in zip(items["item"], items["category"], strict=True)
+        }
+        events = pq.read_table(out / platform / "events.parquet").to_pydict()
+        accounts = sorted(set(events["account"]))
+        rows[platform] = {a: i for i, a in enumerate(accounts)}
+        counts = np.zeros((len(accounts), 32), np.float32)
+        for account, item in zip(events["account"], events["item"], strict=True):
+            counts[rows[platform][account], topic_of[item]] += 1
+        profiles[platform] = counts / np.linalg.norm(counts, axis=1, keepdims=True)
+    links = pv.read_csv(out / "known_links.csv").to_pydict()
+    n_video = len(rows["video"])
+    known_a = np.array([rows["video"][a] for a in links["account_a"]])
+    known_b = np.array([n_video + rows["music"][b] for b in links["account_b"]])
+    return World(profiles["video"], profiles["music"], known_a, known_b)
+
+
+def test_a_tiny_world_gives_the_same_candidates_links_and_persons(
+    engine: Engine, world: World
+) -> None:
+    n_video = len(world.video)
+    # candidates: each music account's 5 nearest video accounts by topic profile
+    top = engine.topk(world.music, world.video, 5, n_lists=4, n_probe=2, seed=1)
+    reference = LocalEngine(chunk_rows=CHUNK).topk(
+        world.music, world.video, 5, n_lists=4, n_probe=2, seed=1
+    )
+    np.testing.assert_array_equal(top.ids, reference.ids)
+    np.testing.assert_array_equal(top.scores, reference.scores)
+    found = top.ids >= 0
+    a = top.ids[found]
+    b = n_video + np.nonzero(found)[0]
+    # scoring: a picklable function of the pair rows (here the cosine, rounded: many ties)
+    video, music = world.video, world.music
+
+    def cosine(ra: np.ndarray, rb: np.ndarray) -> np.ndarray:
+        return np.round(np.einsum("ij,ij->i", video[ra], music[rb - n_video]), 2)
+
+    prob = engine.score_pairs(a, b, cosine)
+    np.testing.assert_array_equal(prob, cosine(a, b))
+    platform_a, platform_b = np.zeros(a.size, np.int64), np.ones(a.size, np.int64)
+    kept = engine.one_to_one(a, b, prob, platform_a, platform_b)
+    np.testing.assert_array_equal(kept, one_to_one(a, b, prob, platform_a, platform_b))
+    assert 0 < kept.sum() < a.size
+    edges_a = np.r_[a[kept], world.known_a]
+    edges_b = np.r_[b[kept], world.known_b]
+    persons = engine.components(n_video + len(music), edges_a, edges_b, 3)
+    want = components(n_video + len(music), edges_a, edges_b, 3)
+    np.testing.assert_array_equal(persons.component, want.component)
+    assert persons.withheld == want.withheld
