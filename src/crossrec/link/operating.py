@@ -253,9 +253,13 @@ def _threshold(
         empty.reason = "no known link has candidates to simulate linking on: assert nothing"
         return empty
     sa, ta, sb = a_score[a_has], a_true[a_has], b_score[b_has]
-    tp = np.array([(ta & (sa >= t)).sum() for t in cuts], dtype=np.float64)
-    fa = np.array([(~ta & (sa >= t)).sum() for t in cuts], dtype=np.float64)
-    fb = np.array([(sb >= t).sum() for t in cuts], dtype=np.float64)
+
+    def at_least(values: np.ndarray) -> np.ndarray:
+        """How many of ``values`` are >= each cut."""
+        ordered = np.sort(values)
+        return (ordered.size - np.searchsorted(ordered, cuts, side="left")).astype(np.float64)
+
+    tp, fa, fb = at_least(sa[ta]), at_least(sa[~ta]), at_least(sb)
     pred = pi * (tp + fa) + (1 - pi) * fb
     precision = np.divide(pi * tp, pred, out=np.zeros_like(pred), where=pred > 0)
     recall = tp / n_units
