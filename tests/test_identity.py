@@ -84,3 +84,28 @@ def test_refusals_say_which_field_and_why() -> None:
         normalize_id(42, "account")
     with pytest.raises(InvalidIdError, match="lone surrogate"):
         normalize_id("a\ud800", "account")
+
+
+# -- on ingest: files and records refuse what the rule refuses, with the same reason -----------
+def test_file_and_record_ingest_quarantine_ids_the_rule_refuses(ws, tmp_path):
+    from tests.conftest import write
+
+    long_id = "x" * 600
+    body = f'account,item\n{long_id},i1\n"a\tb",i2\n  lead ,i3\nok,"it\x01em"\nok,e\u0301\n'
+    [s] = ws.ingest_events("video", write(tmp_path / "e.csv", body))
+    assert (s.accepted, s.quarantined) == (2, 3)
+    reasons = sorted((r["line"], r["field"], r["reason"]) for r in ws.quarantine().list(limit=100))
+    assert reasons == [
+        (2, "account", "invalid account: 600 characters (at most 512)"),
+        (3, "account", "invalid account: control character U+0009"),
+        (5, "item", "invalid item: control character U+0001"),
+    ]
+    stored = ws.store.read("events", columns=["account", "item"]).to_pylist()
+    assert {(r["account"], r["item"]) for r in stored} == {
+        (ws.account_id("video", "lead"), "i3"),
+        (ws.account_id("video", "ok"), "\u00e9"),
+    }
+    records = [{"account": long_id, "item": "i1"}, {"account": " lead", "item": "i4"}]
+    r = ws.ingest_records("video", records, source="http")
+    assert (r.accepted, r.quarantined, r.reasons) == (1, 1, {"invalid account": 1})
+    assert r.accounts == [ws.account_id("video", "lead")]
