@@ -15,6 +15,8 @@ from crossrec.config import Config, TrainConfig
 from crossrec.errors import CapacityError, InputError
 from crossrec.link.candidates import (
     RANK_NAMES,
+    RRF_K,
+    SPACES,
     Candidates,
     estimate_pairs,
     generate_candidates,
@@ -259,3 +261,66 @@ def test_demo_truth_pairs_are_among_the_candidates(tmp_path: Path) -> None:
 
 def _has_rows(c: Candidates, pairs: np.ndarray, n: int) -> np.ndarray:
     return np.isin(pairs[:, 0] * n + pairs[:, 1], c.a_rows * n + c.b_rows)
+
+
+def _clean_scores(ctx: LinkContext, mappings: CFMappings, k: int, cap: int) -> np.ndarray:
+    """The known partners' fused scores without the spaces learnt from their links, computed
+    here from the uncut lists of the known-linked p1 accounts (the test world's known links
+    are 0..49 ↔ N..N+49; no model, so every link counts as a sequence-encoder anchor)."""
+    from crossrec.link.candidates import RRF_K, SPACES, _direction_lists
+
+    linked = np.arange(50)
+    lists = _direction_lists(ctx, mappings, 0, 1, linked, k, cap)
+    scores = []
+    for i, row in enumerate(linked):
+        where = np.flatnonzero(lists.fused[i] == row + N)
+        if len(where) == 0:
+            continue
+        ranks = lists.space_ranks[i, where[0]]
+        scores.append(
+            sum(
+                1.0 / (RRF_K + int(ranks[s]))
+                for s, space in enumerate(SPACES)
+                if ranks[s] and space not in ("cf", "sequence")
+            )
+        )
+    return np.sort(np.round(scores, 12))
+
+
+@pytest.mark.parametrize("loss", [0.0, 0.2, 0.6])
+def test_the_cut_drops_what_scores_below_the_known_partners(loss: float) -> None:
+    from crossrec.config import LinkConfig
+
+    ctx = world(with_values=True, seq_noise=0.5)
+    ctx.config = Config(link=LinkConfig(candidate_cut_loss=loss))
+    mappings = fit_mappings(ctx, alpha=1e-3, mlp=False)
+    clean = _clean_scores(ctx, mappings, 10, 15)
+    # ten p1 partners have no text and their p2 partners no values: they score 0 without the
+    # learnt spaces, so at loss 0 nothing is cut
+    assert (clean == 0).sum() == 10
+    want = clean[int(np.floor(loss * len(clean)))]
+    cands = generate_candidates(ctx, mappings, top_k=10, max_candidates=15)
+    assert cands.cut_scores["p1->p2"] == pytest.approx(want, abs=1e-12)
+    uncut = world(with_values=True, seq_noise=0.5)
+    whole = generate_candidates(uncut, mappings, top_k=10, max_candidates=100)
+    if loss == 0.0:
+        assert want == 0.0 and cands.pairs_per_account == 15.0
+        assert cands.known_partners_kept == 1.0
+        return
+    assert cands.pairs_per_account < 15.0 and len(cands) < len(whole)
+    assert cands.known_partners_kept is not None and cands.known_partners_kept < 1.0
+    # every pair in p1's fused lists scores at least the cut there, by its space ranks
+    kept = cands.rank("rank_ab_fused") > 0
+    ranks = np.stack([cands.rank(f"rank_ab_{s}") for s in SPACES], axis=1)[kept].astype(float)
+    fused = np.where(ranks > 0, 1.0 / (RRF_K + ranks), 0.0).sum(axis=1)
+    assert kept.any() and (np.round(fused, 12) >= want - 1e-12).all()
+    assert cands.report()["pairs_per_account"] == round(cands.pairs_per_account, 2)
+
+
+def test_exact_indexes_report_full_recall_and_the_online_path_the_same_cut(
+    ctx: LinkContext, mappings: CFMappings, batch: Candidates
+) -> None:
+    assert batch.recall_vs_exact == {"sequence": 1.0, "text": 1.0, "cf": 1.0}
+    one = generate_candidates(ctx, mappings, np.array([7]), top_k=10, max_candidates=15)
+    assert one.recall_vs_exact == {}
+    assert one.cut_scores == batch.cut_scores
