@@ -117,27 +117,43 @@ def decode(data: bytes | str, limits: JsonLimits = LIMITS) -> Any:
 
 
 def _check_sizes(value: Any, limits: JsonLimits) -> None:
-    """Depth, string and key lengths, walked without recursion."""
+    """Depth, string and key lengths, walked without recursion (only containers are stacked:
+    a batch of flat events costs one look at each value)."""
+    most_string, most_key, most_depth = limits.max_string, limits.max_key, limits.max_depth
+
+    def too_long(text: str, where: str | None) -> JsonRejected:
+        n = len(text)
+        return JsonRejected(
+            f"too long: a string of {n:,} characters (at most {most_string:,})", where
+        )
+
+    if type(value) is str and len(value) > most_string:
+        raise too_long(value, None)
     stack: list[tuple[Any, str | None, int]] = [(value, None, 1)]
     while stack:
         v, where, depth = stack.pop()
-        if depth > limits.max_depth and isinstance(v, dict | list):
-            raise JsonRejected(f"not valid JSON: nested more than {limits.max_depth} deep")
-        if isinstance(v, str):
-            if len(v) > limits.max_string:
-                raise JsonRejected(
-                    f"too long: a string of {len(v):,} characters (at most {limits.max_string:,})",
-                    where,
-                )
-        elif isinstance(v, dict):
+        if depth > most_depth:
+            raise JsonRejected(f"not valid JSON: nested more than {most_depth} deep")
+        if type(v) is dict:
             for k, item in v.items():
-                if len(k) > limits.max_key:
+                if len(k) > most_key:
                     raise JsonRejected(
-                        f"too long: a key of {len(k):,} characters (at most {limits.max_key:,})"
+                        f"too long: a key of {len(k):,} characters (at most {most_key:,})"
                     )
-                stack.append((item, where or k, depth + 1))
-        elif isinstance(v, list):
-            stack.extend((item, where, depth + 1) for item in v)
+                t = type(item)
+                if t is str:
+                    if len(item) > most_string:
+                        raise too_long(item, where or k)
+                elif t is dict or t is list:
+                    stack.append((item, where or k, depth + 1))
+        elif type(v) is list:
+            for item in v:
+                t = type(item)
+                if t is str:
+                    if len(item) > most_string:
+                        raise too_long(item, where)
+                elif t is dict or t is list:
+                    stack.append((item, where, depth + 1))
 
 
 # -- type rules of the canonical fields -----------------------------------------------------------
