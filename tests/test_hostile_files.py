@@ -133,3 +133,20 @@ def test_generated_line_endings_and_bad_bytes_lose_no_row(
         [s] = ws.ingest_events("p", f)
         assert (s.accepted, s.quarantined) == (good, len(bad_lines)), s.reasons
         assert sorted(r["line"] for r in ws.quarantine().list(limit=100)) == bad_lines
+
+
+def test_a_line_over_the_size_limit_is_quarantined_unread(ws, tmp_path, monkeypatch):
+    from crossrec.ingest import csv_exact
+
+    monkeypatch.setattr(csv_exact, "MAX_LINE_BYTES", 1000)
+    huge = "x" * 5000
+    f = write(tmp_path / "e.csv", f"account,item\r\na,i1\r\nb,{huge}\nc,i3\n")
+    j = write(tmp_path / "e.jsonl", f'{{"account": "a", "item": "i1"}}\n{{"item": "{huge}"}}\n')
+    for path in (f, j):
+        [s] = ws.ingest_events(path.suffix[1:], path)
+        assert (s.accepted, s.quarantined) == (2 if path == f else 1, 1)
+    rows = ws.quarantine().list()
+    assert [(r["line"], r["reason"]) for r in rows] == [
+        (3, "line too long: over 1,000 bytes"),
+        (2, "line too long: over 1,000 bytes"),
+    ]

@@ -261,38 +261,42 @@ def _stage_jsonl(
     rejects: list[Reject] = []
     buffer: list[dict[str, Any]] = []
     parsed_any = False
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            raw = raw.strip()
-            if not raw or raw == BOM_BYTES:
-                continue
-            try:
-                obj = jsonsafe.decode(raw)  # bounded: digits, depth, sizes; a BOM skipped
-            except jsonsafe.JsonRejected as exc:
-                reason = exc.reason
-                if reason.startswith("bad encoding"):
-                    reason += f" ({csv_exact.LATIN1_NOTE})"
-                rejects.append(Reject(lineno, exc.field, reason, _text(raw)))
-                continue
-            if not isinstance(obj, dict):
-                rejects.append(Reject(lineno, None, "not a JSON object", _text(raw)))
-                continue
-            parsed_any = True
-            problem = _type_problem(obj, typed)
-            if problem is not None:
-                rejects.append(Reject(lineno, problem[0], problem[1], _text(raw)))
-                continue
-            row: dict[str, Any] = {"_line": lineno}
-            for key, value in obj.items():
-                key = str(key)
-                if key not in columns:
-                    _flush_dicts(con, columns, buffer)
-                    con.execute(f"ALTER TABLE raw ADD COLUMN {quote_ident(key)} VARCHAR")
-                    columns.append(key)
-                row[key] = json_text(value)
-            buffer.append(row)
-            if len(buffer) >= _BATCH:
+    # lines one at a time, a line over csv_exact.MAX_LINE_BYTES quarantined unread
+    for lineno, line in csv_exact.physical_lines(path, b"\n"):
+        if line is None:
+            reason = f"line too long: over {csv_exact.MAX_LINE_BYTES:,} bytes"
+            rejects.append(Reject(lineno, None, reason, ""))
+            continue
+        raw = line.strip()
+        if not raw or raw == BOM_BYTES:
+            continue
+        try:
+            obj = jsonsafe.decode(raw)  # bounded: digits, depth, sizes; a BOM skipped
+        except jsonsafe.JsonRejected as exc:
+            reason = exc.reason
+            if reason.startswith("bad encoding"):
+                reason += f" ({csv_exact.LATIN1_NOTE})"
+            rejects.append(Reject(lineno, exc.field, reason, _text(raw)))
+            continue
+        if not isinstance(obj, dict):
+            rejects.append(Reject(lineno, None, "not a JSON object", _text(raw)))
+            continue
+        parsed_any = True
+        problem = _type_problem(obj, typed)
+        if problem is not None:
+            rejects.append(Reject(lineno, problem[0], problem[1], _text(raw)))
+            continue
+        row: dict[str, Any] = {"_line": lineno}
+        for key, value in obj.items():
+            key = str(key)
+            if key not in columns:
                 _flush_dicts(con, columns, buffer)
+                con.execute(f"ALTER TABLE raw ADD COLUMN {quote_ident(key)} VARCHAR")
+                columns.append(key)
+            row[key] = json_text(value)
+        buffer.append(row)
+        if len(buffer) >= _BATCH:
+            _flush_dicts(con, columns, buffer)
     _flush_dicts(con, columns, buffer)
     if not parsed_any and rejects and len(rejects) == _count_nonblank(path):
         raise IngestError(f"{path}: not a JSON-lines table (no line is a JSON object)")
@@ -319,8 +323,9 @@ def _text(raw: bytes) -> str:
 
 
 def _count_nonblank(path: Path) -> int:
-    with path.open("rb") as fh:
-        return sum(1 for line in fh if line.strip())
+    return sum(
+        1 for _, line in csv_exact.physical_lines(path, b"\n") if line is None or line.strip()
+    )
 
 
 # -- Parquet --------------------------------------------------------------------------------------
