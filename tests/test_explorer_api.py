@@ -205,3 +205,22 @@ def test_the_page_is_served_whole_from_the_package(world):
     for text in (page.text, *(r.text for r in assets.values())):
         assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", text)
     assert other.status_code == 404
+
+
+def test_links_and_similar_routes_carry_raw_ids_from_the_id_lists(world):
+    ws, data = world
+    music, video, video_pseudonym = _linked(ws, data)
+    base = f"/v1/platforms/music/accounts/{music}"
+    with served(ws, data) as (client, auth):
+        links = client.get(base + "/links", headers=auth["read"]).json()
+        similar = client.get(base + "/similar?on=video&k=5", headers=auth["read"]).json()
+    partner = next(a for a in links["accounts"] if a["platform"] == "video")
+    assert partner == {"platform": "video", "account": video_pseudonym, "account_raw": video}
+    edge = next(e for e in links["links"] if video_pseudonym in (e["account_a"], e["account_b"]))
+    side = "a" if edge["account_a"] == video_pseudonym else "b"
+    assert edge[f"account_{side}_raw"] == video and edge["status"] == "asserted"
+    raw_video = set(_raw_ids(data, "video"))
+    assert similar["similar"]
+    for s in similar["similar"]:  # every video account of the world is in the id list
+        assert s["account_raw"] in raw_video
+        assert ws.account_id("video", s["account_raw"]) == s["account"]

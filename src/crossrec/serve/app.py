@@ -413,8 +413,9 @@ def _routes(app: FastAPI) -> None:
         """The account's person: every linked account with how and why it is linked."""
         from crossrec.link.query import person_links
 
-        with _state(request).reading() as view:
-            return person_links(view, platform, account)
+        state = _state(request)
+        with state.reading() as view:  # raw ids of other accounts where --ids holds them
+            return person_links(view, platform, account, ids=state.ids)
 
     @app.get(
         account_path + "/similar",
@@ -437,7 +438,7 @@ def _routes(app: FastAPI) -> None:
         # the served model's profiles and indexes: nothing is loaded from disk per request
         space = state.sequence_space(state.require_model())
         with state.reading() as view:
-            return similar_accounts(view, platform, account, on, k, space=space)
+            return similar_accounts(view, platform, account, on, k, space=space, ids=state.ids)
 
     @app.get(
         account_path + "/profile",

@@ -84,6 +84,9 @@ class Recommendations(BaseModel):
 class LinkedAccount(BaseModel):
     platform: str
     account: str = Field(description="The raw id for the caller's account, else a pseudonym.")
+    account_raw: str | None = Field(
+        default=None, description="Its raw id where the server holds it (`serve --ids`)."
+    )
 
 
 class LinkEdge(BaseModel):
@@ -94,7 +97,12 @@ class LinkEdge(BaseModel):
     probability: float
     rank: int | None
     source: str
+    status: str = Field(default="asserted", description="asserted, probable or known.")
     evidence: list[Any]
+    account_a_raw: str | None = Field(
+        default=None, description="Raw id of side a where the server holds it (`serve --ids`)."
+    )
+    account_b_raw: str | None = Field(default=None, description="Raw id of side b, likewise.")
 
 
 class PersonLinks(BaseModel):
@@ -107,7 +115,10 @@ class PersonLinks(BaseModel):
 
 class SimilarAccount(BaseModel):
     platform: str
-    account: str
+    account: str = Field(description="Pseudonym.")
+    account_raw: str | None = Field(
+        default=None, description="Its raw id where the server holds it (`serve --ids`)."
+    )
     similarity: float
     top_categories: list[str]
 
