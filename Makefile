@@ -35,7 +35,7 @@ test-kafka: $(STAMP)
 # the link explorer page in Debian's chromium through chromium-driver (installed here when
 # missing, as root), against a small linked workspace and the demo workspace (made if missing)
 test-browser: $(STAMP) browser
-	test -f demo-workspace/crossrec.toml || $(MAKE) demo
+	test -f demo-workspace/models/CURRENT || $(MAKE) demo
 	$(BIN)/pytest -q -m "browser"
 
 browser:

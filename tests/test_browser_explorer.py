@@ -257,7 +257,7 @@ def test_demo_workspace_in_the_browser(driver, tmp_path):
     profile and recommendations; a screenshot of it is saved."""
     from crossrec.workspace import Workspace
 
-    if not (DEMO / "crossrec.toml").is_file():
+    if not (DEMO / "models" / "CURRENT").is_file():
         pytest.skip("no demo workspace: run `make demo` (make test-browser does)")
     root = tmp_path / "demo"
     shutil.copytree(
