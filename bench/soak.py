@@ -91,7 +91,9 @@ class Client:
     rng: random.Random
     live: dict[tuple[str, str], int] = field(default_factory=dict)  # acked events
     erased: set[tuple[str, str]] = field(default_factory=set)
-    uncertain: set[tuple[str, str]] = field(default_factory=set)  # a write without answer
+    uncertain: set[tuple[str, str]] = field(default_factory=set)  # a POST without answer
+    #: a DELETE without answer: the account is then either erased or as acknowledged
+    unanswered_delete: set[tuple[str, str]] = field(default_factory=set)
     next_account: int = 0
     next_event: int = 0
 
@@ -174,8 +176,10 @@ async def run_client(
                 )
             except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
                 tally.errors[f"{route}: {type(exc).__name__}"] += 1
-                if method != "GET":
+                if method == "POST":
                     c.uncertain.add(key)
+                elif method == "DELETE":
+                    c.unanswered_delete.add(key)
                 conn.close()
                 conn = await Conn.open(port)
                 continue
@@ -200,7 +204,7 @@ def audit(root: Path, clients: list[Client]) -> dict[str, object]:
     from crossrec.workspace import Workspace
 
     mismatched: list[str] = []
-    live = erased = uncertain = events = 0
+    live = erased = uncertain = events = either = 0
     with Workspace(root) as ws:
         store = ws.store
         for c in clients:
@@ -209,8 +213,14 @@ def audit(root: Path, clients: list[Client]) -> dict[str, object]:
                     uncertain += 1
                     continue
                 live += 1
-                n = store.account_events(platform, ws.account_id(platform, raw)).num_rows
+                pseud = ws.account_id(platform, raw)
+                n = store.account_events(platform, pseud).num_rows
                 events += n
+                if (platform, raw) in c.unanswered_delete and n == 0:
+                    either += 1  # the erasure went through after the client gave up
+                    if store.has_account(platform, pseud):
+                        mismatched.append(f"{platform}/{raw!r}: half erased")
+                    continue
                 if n != acked:
                     mismatched.append(f"{platform}/{raw!r}: stored {n}, acknowledged {acked}")
             for platform, raw in c.erased:
@@ -227,7 +237,8 @@ def audit(root: Path, clients: list[Client]) -> dict[str, object]:
     return {
         "live_accounts_checked": live,
         "erased_accounts_checked": erased,
-        "accounts_with_unanswered_writes": uncertain,
+        "accounts_with_unanswered_posts": uncertain,
+        "accounts_erased_after_an_unanswered_delete": either,
         "events_stored_checked": events,
         "mismatches": mismatched[:20],
         "mismatch_count": len(mismatched),
@@ -272,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=600.0, help="length of the run")
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--max-requests", type=int, default=200_000, help="per client")
-    ap.add_argument("--timeout", type=float, default=60.0, help="per request, seconds")
+    ap.add_argument("--timeout", type=float, default=120.0, help="per request, seconds")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--dir", type=Path, help="work here (default: a temporary folder)")
     ap.add_argument("--json", action="store_true", help="also write bench/out/soak.json")
