@@ -252,6 +252,20 @@ def test_a_wrong_token_is_refused_in_the_page(driver, world):
     assert all(e["source"] == "network" and " 401 " in e["message"] for e in logged), logged
 
 
+def test_a_server_that_stopped_answering_shows_a_message(driver, world):
+    server, music, _ = world
+    _open(driver, server)
+    _wait(driver, "#lookup-panel")
+    driver.set_network_conditions(offline=True, latency=0, throughput=0)
+    try:
+        _lookup(driver, "music", music)
+        _wait_text(driver, "#messages", "The server cannot be reached")
+    finally:
+        driver.delete_network_conditions()
+    logged = _console(driver)
+    assert all(e["source"] == "network" for e in logged), logged
+
+
 def test_demo_workspace_in_the_browser(driver, tmp_path):
     """The page against `make demo`'s workspace (a copy): a linked account with its evidence,
     profile and recommendations; a screenshot of it is saved."""
