@@ -11,7 +11,8 @@ import logging
 import socket
 import threading
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 
 import pytest
 
@@ -158,13 +159,13 @@ def _raw_request(port: int, data: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def test_malformed_http_gets_a_json_400_from_the_real_server(api):
-    """uvicorn with the service's protocol (as `crossrec serve` runs it)."""
+@contextmanager
+def _real_server(app) -> Iterator[int]:
+    """uvicorn in a thread with the service's protocol (as `crossrec serve` runs it)."""
     import uvicorn
 
     from crossrec.serve.bad_request import http_protocol
 
-    _, _, _, app, _ = api
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, port=port, http=http_protocol(), log_level="error", lifespan="off")
@@ -175,6 +176,35 @@ def test_malformed_http_gets_a_json_400_from_the_real_server(api):
         deadline = time.monotonic() + 30
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.05)
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_a_client_gone_mid_body_on_the_real_server_is_counted_499(api, caplog):
+    client, ws, _, app, token = api
+    with caplog.at_level(logging.INFO), _real_server(app) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                f"POST {EVENTS} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n".encode()
+                + b'[{"account": "a", "item": '
+            )
+            time.sleep(0.5)  # the app is reading the body when the client goes
+        deadline = time.monotonic() + 10
+        while "499" not in client.get("/metrics").text and time.monotonic() < deadline:
+            time.sleep(0.1)
+    metrics = client.get("/metrics").text
+    assert 'route="/v1/platforms/{platform}/events",status="499"' in metrics
+    assert 'status="500"' not in metrics
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert ws.store.count("events") == 0
+
+
+def test_malformed_http_gets_a_json_400_from_the_real_server(api):
+    _, _, _, app, _ = api
+    with _real_server(app) as port:
         for bad in (
             b"NONSENSE\r\n\r\n",
             b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
@@ -189,6 +219,3 @@ def test_malformed_http_gets_a_json_400_from_the_real_server(api):
         # a well-formed request on the same server is served as ever
         ok = _raw_request(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert ok.startswith(b"HTTP/1.1 200") and b'{"status":"ok"}' in ok
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
