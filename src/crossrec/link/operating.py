@@ -61,8 +61,10 @@ class Units:
     label : (n,) bool
         True for the known partner.
     found : (n,) bool
-        False for a known partner the candidate generator did not find (added only to teach
-        the matcher); such rows never take part in the simulation.
+        Rows that take part in the simulation: False for a known partner the candidate
+        generator did not find (added only to teach the matcher) and for a candidate that is
+        itself settled toward the source's platform (it has a known partner there, so it is
+        never linked, as at linking time).
     fold : (n,) int
         Cross-fitting fold of each row's person.
     """
@@ -212,11 +214,20 @@ def choose_operating_point(
     unit_fold = np.zeros(n_units, dtype=np.int64)
     unit_fold[[unit_index[int(k)] for k in keys]] = units.fold
 
+    n_nodes = np.int64(code.size)
+
     def run(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pa_ = np.concatenate([src[rows], pop_a])
         pb_ = np.concatenate([dst[rows], pop_b])
         ps_ = np.concatenate([score[rows], pop_score])
-        kept = one_to_one(pa_, pb_, ps_, code[pa_], code[pb_])[: rows.size]
+        # a pair between two known-linked accounts is a row of each: assign it once, and
+        # let both of its units see the outcome
+        pair_key = np.minimum(pa_, pb_).astype(np.int64) * n_nodes + np.maximum(pa_, pb_)
+        _, first, inverse = np.unique(pair_key, return_index=True, return_inverse=True)
+        kept_unique = one_to_one(
+            pa_[first], pb_[first], ps_[first], code[pa_[first]], code[pb_[first]]
+        )
+        kept = kept_unique[inverse.ravel()][: rows.size]
         return _kept_per_unit(keys[rows], kept, score[rows], label[rows], unit_index, n_units)
 
     rows_a = np.flatnonzero(found)

@@ -191,7 +191,10 @@ def run_link(
                 train.dst[rows],
                 oof_scores,
                 train.y[rows],
-                found_cv[train.pair[rows]],
+                # the partner when found; a negative only when the other account is unsettled
+                # toward the source's platform: a settled account is never linked, here too
+                found_cv[train.pair[rows]]
+                & (train.y[rows] | (partner[train.dst[rows], code[train.src[rows]]] < 0)),
                 matcher.folds,
             )
             point = choose_operating_point(
