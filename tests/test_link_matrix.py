@@ -2,11 +2,17 @@
 second without time, 15 % known links, 40 % of persons without a partner) and as three
 platforms (ratings with time; a 10-point scale without time; implicit watch events on a clock
 shifted by whole days, titles without the year). Each cell: `datasets`, `init`, `ingest`,
-`ingest-links`, `train`, `link`, `evaluate link` (bench/link_matrix.py, ~4 minutes a cell)."""
+`ingest-links`, `train`, `link`, `evaluate link` (bench/link_matrix.py, ~4 minutes a cell on an
+idle 2-core machine).
+
+With ``CROSSREC_MATRIX_CACHE`` set to the matrix's cache folder (``bench/out/matrix``), cells
+trained there are only linked and evaluated again (as ``bench/link_matrix.py --relink``) and
+missing ones are built there: a check of the linker in a minute or two."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,12 +44,14 @@ def _harness() -> Any:
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     lm = _harness()
-    cache = tmp_path_factory.mktemp("matrix")
+    given = os.environ.get("CROSSREC_MATRIX_CACHE")
+    cache = Path(given) if given else tmp_path_factory.mktemp("matrix")
     out: dict[str, dict[str, Any]] = {}
     for name in CELLS:
         cell = lm.CELL_BY_NAME[name]
         try:
-            lm.build_cell(cell, cache, 200)
+            if not (cache / name / "trained.json").is_file():
+                lm.build_cell(cell, cache, 200)
         except lm.CellError as exc:
             out[name] = {"error": str(exc)}
             continue
