@@ -155,7 +155,9 @@ def _train_cf(
         t = time.perf_counter()
         sub = events.filter(pc.equal(events.column("platform"), platform))
         inter = build_interactions(sub, cfg)
-        model = CFModel.from_config(cfg).fit(inter.matrix)
+        model = CFModel.from_config(
+            cfg, spark_master=ws.config.engine.master, spark_conf=ws.config.spark
+        ).fit(inter.matrix)
         directory = out / "cf" / platform
         inter.save(directory)
         model.save(directory)
