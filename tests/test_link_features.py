@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from crossrec.link.features import LEAKY, SEQUENCE, _group_ids, _z_in_groups, matcher_view
+from crossrec.link.features import (
+    LEAKY,
+    RELATIVE,
+    SEQUENCE,
+    _group_ids,
+    _z_in_groups,
+    matcher_view,
+)
 
 
 class _Ctx:
@@ -84,3 +91,73 @@ def test_training_rows_label_each_side_by_its_known_partner_on_that_platform():
         (2, 1, 2, False),
         (4, 3, 4, False),
     ]
+
+
+# -- the kernels give the numbers of the numpy code they replaced ------------------------------
+def _z_bincount(inv, n_groups, values):  # type: ignore[no-untyped-def]
+    """The replaced numpy code: three bincounts over the non-NaN values."""
+    out = np.full(values.shape, np.nan, dtype=np.float32)
+    ok = ~np.isnan(values)
+    if not ok.any():
+        return out
+    g, v = inv[ok], values[ok].astype(np.float64)
+    n = np.maximum(np.bincount(g, minlength=n_groups), 1).astype(np.float64)
+    mean = np.bincount(g, weights=v, minlength=n_groups) / n
+    var = np.bincount(g, weights=v * v, minlength=n_groups) / n - mean**2
+    std = np.sqrt(np.maximum(var, 0.0))
+    z = np.where(std[g] > 1e-9, (v - mean[g]) / np.maximum(std[g], 1e-9), 0.0)
+    out[ok] = z.astype(np.float32)
+    return out
+
+
+def _matcher_view_numpy(ctx, a, b, X, names, anchors):  # type: ignore[no-untyped-def]
+    """The replaced matcher_view: copy, mask, z-scores by np.unique groups, hstack."""
+    X = X.copy()
+    seen = anchors[a] | anchors[b]
+    for name in SEQUENCE:
+        if name in names:
+            X[seen, names.index(name)] = np.nan
+    keep = [j for j, n in enumerate(names) if n not in LEAKY]
+    groups = []
+    for own, other in ((a, b), (b, a)):
+        uniq, inv = np.unique(
+            own.astype(np.int64) * 2 + ctx.platform_code[other], return_inverse=True
+        )
+        groups.append((inv, len(uniq)))
+    cols, rel = [], []
+    for name in RELATIVE:
+        if name not in names:
+            continue
+        za, zb = (_z_bincount(inv, n, X[:, names.index(name)]) for inv, n in groups)
+        if name == "log_events_gap":
+            za, zb = -za, -zb
+        cols += [np.fmax(za, zb), np.fmin(za, zb)]
+        rel += [f"z_hi_{name}", f"z_lo_{name}"]
+    return np.hstack([X[:, keep], np.stack(cols, axis=1)]), [names[j] for j in keep] + rel
+
+
+def test_group_z_equals_the_bincount_code_on_random_data_with_nans() -> None:
+    rng = np.random.default_rng(0)
+    keys = rng.integers(0, 500, 20_000)
+    values = rng.normal(size=20_000).astype(np.float32)
+    values[rng.random(20_000) < 0.2] = np.nan
+    values[keys == 3] = 1.5  # a group of equal values: z 0
+    for k in (keys, np.sort(keys)):  # unsorted keys, and sorted ones (no sort needed)
+        inv, n = _group_ids(k)
+        np.testing.assert_array_equal(_z_in_groups(inv, n, values), _z_bincount(inv, n, values))
+
+
+def test_matcher_view_equals_the_numpy_code_on_random_data_with_nans() -> None:
+    rng = np.random.default_rng(1)
+    ctx = _Ctx(np.repeat([0, 1], 300))
+    a = np.sort(rng.integers(0, 300, 5000))
+    b = rng.integers(300, 600, 5000)
+    names = ["seq_cos", "text_cos", "rr_ab_fused", "log_events_gap", "rhythm_cos", "mutual_best"]
+    X = rng.normal(size=(5000, len(names))).astype(np.float32)
+    X[rng.random(X.shape) < 0.15] = np.nan
+    anchors = rng.random(600) < 0.3
+    got, got_names = matcher_view(ctx, a, b, X, names, anchors)
+    want, want_names = _matcher_view_numpy(ctx, a, b, X, names, anchors)
+    assert got_names == want_names
+    np.testing.assert_array_equal(got, want)
+    assert not np.isnan(X).all(axis=0).any()  # the input is left as it was (NaNs as drawn)
