@@ -110,3 +110,22 @@ def test_a_damaged_store_gets_one_line_saying_what_to_do(root, damage, says):
     assert f"the store {store} {says}" in line
     assert "restore it from a backup" in line
     assert "another process" not in line  # no misleading lock hint
+
+
+def test_ingest_while_the_quarantine_is_held_stops_in_one_line_and_stores_nothing(root, tmp_path):
+    events = write(tmp_path / "more.csv", "account,item,value\nc,z,1\nd,w,bad\n")
+    holder = _hold(root / "quarantine.duckdb", 60)
+    try:
+        args = ["ingest", "--workspace", str(root), "--platform", "video", "--events"]
+        r = _run([*args, str(events)], wait=0.3)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    # (the progress bar also goes to stderr)
+    [line] = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+    assert f"is in use by pid {holder.pid}" in line
+    # the file's events and its bad row go together: neither was kept, a retry stores both
+    r = _run([*args, str(events), "--json"])
+    assert r.returncode == 0, r.stderr
+    assert '"accepted": 1' in r.stdout and '"quarantined": 1' in r.stdout
