@@ -316,6 +316,10 @@ class DuckDBStore(Store):
     def _append(self, target: schema.Table, table: pa.Table) -> None:
         """Insert ``table``'s rows into ``target`` (in the caller's transaction)."""
         cols = target.column_names
+        for name, typ in target.columns:  # a column with a default may be left out
+            if name not in table.column_names and "DEFAULT '" in typ:
+                default = typ.split("DEFAULT '", 1)[1].split("'", 1)[0]
+                table = table.append_column(name, pa.array([default] * table.num_rows))
         self.con.register("_staged_append", table.select(cols))
         try:
             self.con.execute(
