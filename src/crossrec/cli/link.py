@@ -10,6 +10,7 @@ from rich.table import Table
 
 from crossrec.cli.common import JsonOpt, WorkspaceOpt, err, new_app, open_workspace, out, print_json
 from crossrec.cli.export import IdColumnsOpt, IdsOpt, load_ids
+from crossrec.errors import InputError
 
 PlatformOpt = Annotated[str, typer.Option("--platform", help="The account's platform.")]
 AccountOpt = Annotated[str, typer.Option("--account", help="The account's raw id.")]
@@ -43,6 +44,18 @@ def register(app: typer.Typer) -> None:
                 "(default: link.link_precision).",
             ),
         ] = None,
+        engine: Annotated[
+            str | None,
+            typer.Option(
+                "--engine",
+                help="local or spark: where one-to-one assignment and the identity graph "
+                "run (default: [engine] kind).",
+            ),
+        ] = None,
+        master: Annotated[
+            str | None,
+            typer.Option("--master", help="Spark master URL for --engine spark."),
+        ] = None,
         json_out: JsonOpt = False,
     ) -> None:
         """Link accounts of the same person across platforms (current model).
@@ -57,7 +70,11 @@ def register(app: typer.Typer) -> None:
         ws = open_workspace(workspace)
         # it writes the links and persons tables: one writer at a time
         with WriterLock(ws.root, command="crossrec link"), ws, rich_progress() as progress:
-            summary = run_link(ws, progress=progress, precision=precision)
+            if engine not in (None, "local", "spark"):
+                raise InputError(f"unknown engine {engine!r}", hint="use local or spark")
+            summary = run_link(
+                ws, progress=progress, precision=precision, engine=engine, master=master
+            )
         err.print(
             f"{summary['asserted_links']:,} links asserted and {summary['probable_links']:,} "
             f"probable from {summary['candidate_pairs']:,} candidate pairs (threshold "

@@ -78,15 +78,41 @@ def training_rows(ctx: LinkContext, a: np.ndarray, b: np.ndarray) -> Training:
 
 
 def run_link(
-    ws: Workspace, *, progress: ProgressHook | None = None, precision: float | None = None
+    ws: Workspace,
+    *,
+    progress: ProgressHook | None = None,
+    precision: float | None = None,
+    engine: str | None = None,
+    master: str | None = None,
 ) -> dict[str, Any]:
     """Link the accounts of the current model's platforms; returns the summary.
-    ``precision`` overrides ``link.link_precision`` for this run."""
-    from crossrec.link.assign import one_to_one
+    ``precision`` overrides ``link.link_precision`` for this run; ``engine`` (``local`` or
+    ``spark``) and ``master`` override ``[engine]`` for the steps the engine runs (one-to-one
+    assignment and the identity graph)."""
+    from crossrec.engine import make_engine
+
+    cfg = ws.config
+    if engine is not None:
+        cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"kind": engine})})
+    runner = make_engine(cfg, master=master)
+    try:
+        return _run_link(ws, runner, cfg.engine.kind, progress=progress, precision=precision)
+    finally:
+        runner.close()
+
+
+def _run_link(
+    ws: Workspace,
+    runner: Any,
+    engine_kind: str,
+    *,
+    progress: ProgressHook | None = None,
+    precision: float | None = None,
+) -> dict[str, Any]:
     from crossrec.link.candidates import generate_candidates, pair_ranks
     from crossrec.link.context import LinkContext
     from crossrec.link.features import matcher_view, out_of_fold_cf
-    from crossrec.link.graph import components, consistent_links, platform_conflicts
+    from crossrec.link.graph import consistent_links, platform_conflicts
     from crossrec.link.mapping import fit_mappings
     from crossrec.link.matcher import Matcher
     from crossrec.link.operating import PROBABLE_FLOOR, Units, choose_operating_point
@@ -214,7 +240,7 @@ def run_link(
             reason = f"unsupervised: {matcher.mode_reason}; documented threshold {threshold}"
         prob = np.where(by_identifier, 1.0, prob)
         keep = np.zeros(len(a), dtype=bool)
-        keep[eligible] = one_to_one(
+        keep[eligible] = runner.one_to_one(
             a[eligible], b[eligible], prob[eligible], code[a[eligible]], code[b[eligible]]
         )
     above = prob >= threshold if threshold is not None else np.zeros(len(a), dtype=bool)
@@ -229,7 +255,7 @@ def run_link(
     probable = keep & ~asserted & (prob >= PROBABLE_FLOOR)
     with step(hook, "identity graph, links and persons tables"):
         pair_rank = _candidate_rank(a, b, prob, ctx.platform_code)
-        graph = components(
+        graph = runner.components(
             len(ctx),
             np.concatenate([a[asserted], ctx.link_a]),
             np.concatenate([b[asserted], ctx.link_b]),
@@ -275,6 +301,7 @@ def run_link(
         "candidates": cands.report(),
         "selection": selection,
         "links_sha256": links_sha256(links),
+        "engine": engine_kind,
         "matcher": {"mode": matcher.mode, "why": matcher.mode_reason, **matcher.metrics},
         "seconds": round(time.perf_counter() - started, 1),
     }
