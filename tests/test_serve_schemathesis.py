@@ -35,6 +35,9 @@ OPERATIONS = [
     ("GET", "/v1/platforms/{platform}/accounts/{account}/similar"),
     ("GET", "/v1/platforms/{platform}/accounts/{account}/profile"),
     ("DELETE", "/v1/platforms/{platform}/accounts/{account}"),
+    ("GET", "/v1/explorer/summary"),
+    ("GET", "/v1/explorer/signals"),
+    ("GET", "/v1/explorer/platforms/{platform}/accounts/{account}"),
 ]
 
 
