@@ -296,7 +296,10 @@ def _threshold(
             None,
             curve=curve,
         )
-    usable = links >= 1
+    # report the best estimate resting on enough links (on any link when none has enough)
+    usable = links >= MIN_LINKS_CERTIFIED
+    if not usable.any():
+        usable = links >= 1
     if not usable.any():
         empty.reason = "no simulated link on the known links: assert nothing"
         empty.curve = curve
