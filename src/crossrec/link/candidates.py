@@ -474,14 +474,14 @@ def _cut_score(
         ranks = source.space_ranks[at][hit].astype(np.float64)
         terms = np.where(ranks > 0, 1.0 / (RRF_K + ranks), 0.0)
         terms[:, SPACES.index("cf")] = 0.0
-        terms[_encoder_anchors(ctx)[linked[which]], SPACES.index("sequence")] = 0.0
+        terms[encoder_anchors(ctx)[linked[which]], SPACES.index("sequence")] = 0.0
         unseen = np.sort(np.round(terms.sum(axis=1), 12))
         return float(unseen[min(int(np.floor(loss * len(unseen))), len(unseen) - 1)])
 
     return float(ctx.cached(key, make))
 
 
-def _encoder_anchors(ctx: LinkContext) -> np.ndarray:
+def encoder_anchors(ctx: LinkContext) -> np.ndarray:
     """(n,) bool: accounts whose known link the sequence encoder was trained on (every
     known-linked account when the model does not record them)."""
 

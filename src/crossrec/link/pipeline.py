@@ -310,22 +310,12 @@ def _run_link(
 
 
 def _anchor_rows(ctx: LinkContext, model_dir: Path) -> np.ndarray:
-    """Profile rows of the known links the sequence encoder was trained on. Models without the
-    record count every known link as seen."""
-    from crossrec.train import ANCHORS_FILE
+    """Profile rows of the known links the sequence encoder was trained on (every known link
+    for models without the record); ``ctx`` is the context of ``model_dir``."""
+    from crossrec.link.candidates import encoder_anchors
 
-    seen = np.zeros(len(ctx), dtype=bool)
-    path = model_dir / "sequence" / ANCHORS_FILE
-    if not path.is_file():
-        seen[ctx.link_a] = True
-        seen[ctx.link_b] = True
-        return seen
-    for side_a, side_b in json.loads(path.read_text(encoding="utf-8")):
-        for platform, account in (side_a, side_b):
-            row = ctx.profiles.row(platform, account)
-            if row is not None:
-                seen[row] = True
-    return seen
+    del model_dir  # the context knows its model folder
+    return encoder_anchors(ctx)
 
 
 def _informative(X: np.ndarray) -> np.ndarray:
