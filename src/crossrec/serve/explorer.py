@@ -32,6 +32,7 @@ from crossrec.serve.explorer_data import (
     signal_distributions,
     weekly_rhythm,
 )
+from crossrec.serve.schemas import ErrorBody
 
 if TYPE_CHECKING:
     from crossrec.serve.state import ServeState
@@ -202,11 +203,25 @@ def register_explorer(app: FastAPI) -> None:
         "/v1/explorer/signals",
         response_model=SignalDistributions,
         tags=["explorer"],
-        responses={**_ERRORS, **_NO_MODEL},
+        responses={
+            **_ERRORS,
+            **_NO_MODEL,
+            404: {"model": ErrorBody, "description": "The model has not linked accounts yet."},
+        },
     )
     def signals(request: Request, token: ReadToken) -> Any:
-        """Each linkage signal's distribution among the matcher's true and false pairs."""
-        return cache.get(_state(request)).as_dict()
+        """Each linkage signal's distribution among the matcher's true and false pairs (404
+        until `crossrec link` has run on the served model)."""
+        from crossrec.errors import ModelError, NotFoundError
+
+        state = _state(request)
+        try:
+            return cache.get(state).as_dict()
+        except ModelError as exc:
+            if state.model is None:
+                raise  # 503: no model is loaded at all
+            # a model without linkage results: nothing to show yet
+            raise NotFoundError(exc.message, hint=exc.hint) from None
 
     @app.get(
         "/v1/explorer/platforms/{platform}/accounts/{account:path}",
