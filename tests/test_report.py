@@ -96,6 +96,14 @@ def _images(page: str) -> list[bytes]:
     return [base64.b64decode(m) for m in IMG.findall(page)]
 
 
+def _has_reliability(ws) -> bool:
+    """Whether the link summary holds out-of-fold reliability bins (a supervised link)."""
+    from crossrec.models import ModelRegistry
+
+    summary = json.loads((ModelRegistry(ws.models_dir).path() / "link" / "link.json").read_text())
+    return bool((summary.get("operating_point") or {}).get("reliability"))
+
+
 def test_report_holds_every_section_offline(evaluated):
     ws, doc = evaluated
     before = set(ws.reports_dir.rglob("*"))
@@ -106,10 +114,14 @@ def test_report_holds_every_section_offline(evaluated):
     page = path.read_text(encoding="utf-8")
     assert "http://" not in page and "https://" not in page
     assert "<script" not in page and "<link" not in page
-    # overview 1, linkage 3 (scores, PR, calibration), recommendation 1, map 1, model 2
+    # overview 1, linkage 3 (scores, PR, calibration), recommendation 1, map 1, model 2, and
+    # the operating point's out-of-fold reliability of link probabilities 1
     images = _images(page)
-    assert page.count("<img") == len(images) == 8
+    reliability = _has_reliability(ws)
+    assert page.count("<img") == len(images) == 8 + reliability
     assert all(img.startswith(PNG_MAGIC) for img in images)
+    assert "Operating point" in page and "accounts with a partner" in page
+    assert ("alt='link probabilities, out of fold'" in page) == reliability
     for alt in ("score distributions", "PR curve", "calibration", "account map"):
         assert f"alt='{alt}'" in page
     assert "cold start" in page and "recall@5" in page and "popularity" in page
