@@ -135,46 +135,23 @@ def check_pairs(
     code_a: np.ndarray,
     code_b: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Int64 rows, float64 scores and int64 platform codes, checked as ``one_to_one`` does."""
-    ra = np.asarray(a, dtype=np.int64).ravel()
-    rb = np.asarray(b, dtype=np.int64).ravel()
-    s = np.asarray(prob, dtype=np.float64).ravel()
-    pa, pb = np.asarray(code_a).ravel(), np.asarray(code_b).ravel()
-    if not (ra.size == rb.size == s.size == pa.size == pb.size):
-        raise InputError(
-            "a, b, prob, code_a and code_b must have one entry per pair "
-            f"(got {ra.size}, {rb.size}, {s.size}, {pa.size}, {pb.size})"
-        )
-    if np.isnan(s).any():
-        raise InputError("scores contain NaN; score every candidate pair before assignment")
-    if ra.size == 0:
-        empty = np.zeros(0, np.int64)
-        return ra, rb, s, empty, empty
-    _, codes = np.unique(np.concatenate([pa, pb]), return_inverse=True)
-    codes = codes.ravel().astype(np.int64)
-    ca, cb = codes[: ra.size], codes[ra.size :]
-    if (ca == cb).any():
-        raise InputError("a candidate pair joins two accounts of the same platform")
-    if (ra == rb).any():
-        raise InputError("a candidate pair joins an account to itself")
-    return ra, rb, s, ca, cb
+    """Int64 rows, float64 scores and int64 platform codes, checked by the very code
+    :func:`crossrec.link.assign.one_to_one` checks them with."""
+    from crossrec.link.assign import prepare_pairs
+
+    return prepare_pairs(a, b, prob, code_a, code_b)
 
 
 def check_edges(
     n: int, a: np.ndarray, b: np.ndarray, max_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Int64 edge endpoints within ``0..n-1``, checked as ``components`` does."""
+    """Int64 edge endpoints within ``0..n-1``, checked as
+    :func:`crossrec.link.graph.components` checks them."""
+    from crossrec.link.graph import check_edges as check_graph_edges
+
     if max_size < 1:
         raise InputError(f"max_size must be >= 1, got {max_size}")
-    if n < 0:
-        raise InputError(f"n_nodes must be >= 0, got {n}")
-    ea = np.asarray(a, dtype=np.int64).ravel()
-    eb = np.asarray(b, dtype=np.int64).ravel()
-    if ea.shape != eb.shape:
-        raise InputError(f"edges_a has {ea.size} rows but edges_b has {eb.size}")
-    if ea.size and (min(ea.min(), eb.min()) < 0 or max(ea.max(), eb.max()) >= n):
-        raise InputError(f"an edge names a row outside 0..{n - 1}")
-    return ea, eb
+    return check_graph_edges(n, a, b)
 
 
 def components_from_roots(root: np.ndarray, max_size: int) -> Components:

@@ -45,7 +45,7 @@ AssignMethod = Literal["mutual_best", "hungarian"]
 DENSE_CELLS = 250_000
 
 
-def _prepare(
+def prepare_pairs(
     a_rows: np.ndarray,
     b_rows: np.ndarray,
     scores: np.ndarray,
@@ -105,7 +105,7 @@ def one_to_one(
     (n,) bool
         Keep mask. Among duplicate pairs at most one keeps.
     """
-    a, b, s, ca, cb = _prepare(a_rows, b_rows, scores, a_platform, b_platform)
+    a, b, s, ca, cb = prepare_pairs(a_rows, b_rows, scores, a_platform, b_platform)
     if a.size == 0:
         return np.zeros(0, dtype=bool)
     if method == "mutual_best":

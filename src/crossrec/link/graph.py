@@ -66,7 +66,7 @@ class Conflicts(NamedTuple):
     rows: np.ndarray
 
 
-def _check_edges(
+def check_edges(
     n_nodes: int, edges_a: np.ndarray, edges_b: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     if n_nodes < 0:
@@ -95,7 +95,7 @@ def raw_components(n_nodes: int, edges_a: np.ndarray, edges_b: np.ndarray) -> np
     (n_nodes,) int64
         Component id per row; ids run ``0..C-1`` in order of each component's smallest row.
     """
-    a, b = _check_edges(n_nodes, edges_a, edges_b)
+    a, b = check_edges(n_nodes, edges_a, edges_b)
     graph = sp.coo_matrix((np.ones(a.size, dtype=np.int8), (a, b)), shape=(n_nodes, n_nodes))
     _, labels = connected_components(graph.tocsr(), directed=False)
     # Rows are visited in order, so the first occurrence of a label is its smallest row;
