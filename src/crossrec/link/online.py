@@ -59,10 +59,10 @@ class OnlineLinker:
     @classmethod
     def load(cls, model_dir: Path, store: Store, config: Config) -> OnlineLinker | None:
         """The linker of a model version; None when ``crossrec link`` has not run on it."""
+        from crossrec.link.candidates import encoder_anchors
         from crossrec.link.context import LinkContext
         from crossrec.link.mapping import CFMappings
         from crossrec.link.matcher import Matcher
-        from crossrec.link.pipeline import _anchor_rows
 
         directory = model_dir / LINK_DIR
         if not (directory / "link.json").is_file():
@@ -89,7 +89,7 @@ class OnlineLinker:
             mappings,
             matcher,
             summary.get("threshold"),
-            _anchor_rows(ctx, model_dir),
+            encoder_anchors(ctx),
             best,
             model_dir.name,
         )

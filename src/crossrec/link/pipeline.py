@@ -109,7 +109,7 @@ def _run_link(
     progress: ProgressHook | None = None,
     precision: float | None = None,
 ) -> dict[str, Any]:
-    from crossrec.link.candidates import generate_candidates, pair_ranks
+    from crossrec.link.candidates import encoder_anchors, generate_candidates, pair_ranks
     from crossrec.link.context import LinkContext
     from crossrec.link.features import matcher_view, out_of_fold_cf
     from crossrec.link.graph import consistent_links, platform_conflicts
@@ -161,7 +161,7 @@ def _run_link(
     with step(hook, "out-of-fold CF signals for known-linked accounts"):
         X = out_of_fold_cf(ctx, a, b, X, names, seed=cfg.train.seed)
     with step(hook, "matcher inputs (signals relative to each candidate list)"):
-        Xm, m_names = matcher_view(ctx, a, b, X, names, _anchor_rows(ctx, model_dir))
+        Xm, m_names = matcher_view(ctx, a, b, X, names, encoder_anchors(ctx))
         # signals that carry nothing here (no timestamps, no text on a platform) are left out
         used = _informative(Xm[train.pair]) if len(train.pair) else np.ones(len(m_names), bool)
     # scoring every candidate pair is the cost at scale; the batch job may use every core
@@ -297,7 +297,7 @@ def _run_link(
         "heldout_recall": None if point is None else point.recall,
         "reason": reason,
         "operating_point": None if point is None else point.summary(),
-        "candidate_recall": candidate_recall(ctx, found, found_cv, train, model_dir),
+        "candidate_recall": candidate_recall(ctx, found, found_cv, train),
         "candidates": cands.report(),
         "selection": selection,
         "links_sha256": links_sha256(links),
@@ -307,15 +307,6 @@ def _run_link(
     }
     _save(model_dir, a, b, prob, asserted, probable, matcher, mappings, summary)
     return summary
-
-
-def _anchor_rows(ctx: LinkContext, model_dir: Path) -> np.ndarray:
-    """Profile rows of the known links the sequence encoder was trained on (every known link
-    for models without the record); ``ctx`` is the context of ``model_dir``."""
-    from crossrec.link.candidates import encoder_anchors
-
-    del model_dir  # the context knows its model folder
-    return encoder_anchors(ctx)
 
 
 def _informative(X: np.ndarray) -> np.ndarray:
@@ -343,13 +334,15 @@ def _known_persons(ctx: LinkContext) -> np.ndarray:
 
 
 def candidate_recall(
-    ctx: LinkContext, found: np.ndarray, found_cv: np.ndarray, train: Training, model_dir: Path
+    ctx: LinkContext, found: np.ndarray, found_cv: np.ndarray, train: Training
 ) -> dict[str, Any]:
     """Share of known partners among the candidates, as generated (``as_generated``) and with
     CF maps fitted without their link (``cross_fitted``: how a partner still to be found meets
     the candidate generator), for the links the sequence encoder learnt from (``seen``), for
     the others (``unseen``: the headline figure) and for all."""
-    anchors = _anchor_rows(ctx, model_dir)
+    from crossrec.link.candidates import encoder_anchors
+
+    anchors = encoder_anchors(ctx)
     pos = train.y
     pairs = train.pair[pos]
     seen = anchors[train.src[pos]] | anchors[train.dst[pos]]
