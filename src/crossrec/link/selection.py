@@ -164,17 +164,29 @@ def select_scorer(
 
     results: dict[str, float] = {"matcher": mrr(s_m)}
     Xt = X[pair].astype(np.float64)
-    signs = {}
-    z_total = np.zeros(Xt.shape[0])
+    signs = {name: _orient(Xt[:, j], y) for j, name in enumerate(names)}
+
+    def spec_of(name: str, cols: list[int]) -> dict[str, Any]:
+        """A plain scorer over ``cols``: oriented z-scores on the training rows, summed."""
+        center, scale = [], []
+        for j in cols:
+            col = Xt[:, j]
+            ok = ~np.isnan(col)
+            std = float(col[ok].std()) if ok.sum() > 1 else 0.0
+            center.append(float(col[ok].mean()) if ok.any() else 0.0)
+            scale.append(std if std > 0 else 1.0)
+        return {
+            "name": name,
+            "columns": cols,
+            "sign": [signs[names[j]] for j in cols],
+            "center": center,
+            "scale": scale,
+            "missing": 0.0,
+        }
+
     for j, name in enumerate(names):
-        col = Xt[:, j]
-        sign = _orient(col, y)
-        signs[name] = sign
-        results[f"signal:{name}"] = mrr(sign * col)
-        ok = ~np.isnan(col)
-        if ok.sum() > 1 and col[ok].std() > 0:
-            z_total += np.where(ok, sign * (col - col[ok].mean()) / col[ok].std(), 0.0)
-    results["z_sum"] = mrr(z_total)
+        results[f"signal:{name}"] = mrr(signs[name] * Xt[:, j])  # NaN ranks last
+    results["z_sum"] = mrr(scorer_values(spec_of("z_sum", list(range(len(names)))), Xt))
     positives = np.flatnonzero(y)
     if positives.size > CF_MAPPING_SAMPLE:  # it scores the whole platform: a seeded sample
         rng = np.random.default_rng(seed)
@@ -200,21 +212,7 @@ def select_scorer(
         return selection, None, None
     # another scorer wins: its values, calibrated out of fold, replace the classifier's
     cols = list(range(len(names))) if best == "z_sum" else [names.index(best.split(":", 1)[1])]
-    center, scale = [], []
-    for j in cols:
-        col = Xt[:, j]
-        ok = ~np.isnan(col)
-        std = float(col[ok].std()) if ok.sum() > 1 else 0.0
-        center.append(float(col[ok].mean()) if ok.any() else 0.0)
-        scale.append(std if std > 0 else 1.0)
-    spec: dict[str, Any] = {
-        "name": best,
-        "columns": cols,
-        "sign": [signs[names[j]] for j in cols],
-        "center": center,
-        "scale": scale,
-        "missing": 0.0,
-    }
+    spec = spec_of(best, cols)
     if best != "z_sum":
         spec["missing"] = float(np.nanmin(scorer_values({**spec, "missing": 0.0}, X)) - 1.0)
     train_values = scorer_values(spec, Xt)
